@@ -1,0 +1,74 @@
+"""`vidgn fit|validate|test|predict`: LightningCLI over VideoClassifier and KineticsDataModule.
+
+Configs are YAML diffs composed with repeated `--config` (later files win), then dotted overrides,
+e.g. `vidgn fit --config configs/kinetics/base.yaml --config configs/kinetics/gn_32f_8c.yaml
+--data.data_root /data/kinetics400`. The run directory is `--trainer.default_root_dir`: it holds
+`config.yaml`, TensorBoard and CSV logs, `checkpoints/` (last and best by val/top1) and evaluation
+reports.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from vidgn.data.datamodule import KineticsDataModule
+from vidgn.training.callbacks import BadVideoLogger, PreciseBN, PreemptionCheckpoint
+from vidgn.training.module import VideoClassifier
+
+
+class VidgnCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The classifier's head size follows the dataset's classes.txt.
+        parser.link_arguments("data.num_classes", "model.network.init_args.num_classes", apply_on="instantiate")
+        # Configurable callbacks, each under its own section (`checkpoint.*`, `precise_bn.*`).
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/top1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch:03d}-top1_{val/top1:.2f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(PreciseBN, "precise_bn")
+
+    def before_instantiate_classes(self) -> None:
+        # fit writes config.yaml; validate/test/predict in the same run directory keep theirs apart.
+        name = "config.yaml" if self.subcommand == "fit" else f"config_{self.subcommand}.yaml"
+        self.save_config_kwargs.update(config_filename=name, overwrite=True)
+
+    def instantiate_trainer(self, **kwargs: Any):
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True):
+            # Log straight into the run directory (no lightning_logs/version_N nesting), so that
+            # `--ckpt_path last` and the reports always live at predictable paths.
+            root = trainer_config.get("default_root_dir") or os.getcwd()
+            kwargs["logger"] = [
+                TensorBoardLogger(root, name="", version=""),
+                CSVLogger(root, name="", version=""),
+            ]
+        return super().instantiate_trainer(**kwargs)
+
+
+def run_lightning_cli(argv: list[str]) -> VidgnCLI:
+    return VidgnCLI(
+        VideoClassifier,
+        KineticsDataModule,
+        args=argv,
+        seed_everything_default=0,
+        trainer_defaults={
+            "callbacks": [
+                LearningRateMonitor(logging_interval="step"),
+                RichProgressBar(),
+                BadVideoLogger(),
+                PreemptionCheckpoint(),
+            ],
+        },
+        parser_kwargs={"prog": "vidgn"},
+        save_config_kwargs={"overwrite": True},
+    )

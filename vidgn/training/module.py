@@ -1,0 +1,203 @@
+"""VideoClassifier: the LightningModule that trains and evaluates any plain `nn.Module` video network.
+
+The network is configured separately (`model.network` in the YAML, e.g. `vidgn.models.I3DResNet`), so
+this module holds only what training needs: the loss, the optimizer recipe, the LR schedule and the
+metrics. Defaults follow the Non-local I3D recipe that the GN paper's Kinetics runs use
+(arXiv 1711.07971): SGD, momentum 0.9 (Nesterov in the official code), weight decay 1e-4 with none on
+norm/bias parameters, LR 0.01 per 64 clips, divided by 10 at 37.5% and 75% of training.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from vidgn.evaluation.aggregate import ViewOutputs, summarize
+from vidgn.evaluation.report import write_predictions, write_summary
+from vidgn.models import param_groups
+from vidgn.training.schedule import Schedule, lr_factor, scaled_lr
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when the training loss is NaN or infinite."""
+
+
+class VideoClassifier(L.LightningModule):
+    def __init__(
+        self,
+        network: nn.Module,
+        lr: float = 0.01,
+        lr_reference_batch: int = 64,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 1e-4,
+        norm_bias_decay: bool = False,
+        schedule: Schedule = "step",
+        lr_milestones: list[float] = [0.375, 0.75],  # noqa: B006 - jsonargparse needs a plain default
+        lr_gamma: float = 0.1,
+        warmup_fraction: float = 0.0,
+        warmup_start_factor: float = 0.1,
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
+        eval_output_dir: Optional[str] = None,
+    ):
+        """
+        Args:
+            network: the video network, `(B, 3, T, H, W) -> (B, num_classes)` logits.
+            lr: learning rate for `lr_reference_batch` clips per iteration; scaled linearly by the
+                real total batch = clips_per_gpu x devices x nodes x accumulate_grad_batches.
+            lr_reference_batch: the batch `lr` is given for (64 = 8 GPUs x 8 clips in the paper).
+            momentum: SGD momentum.
+            nesterov: Nesterov momentum (the official Non-local code uses it).
+            weight_decay: L2 weight decay.
+            norm_bias_decay: also decay norm weights and biases (off in the Non-local code).
+            schedule: 'step' (x`lr_gamma` at `lr_milestones`), 'cosine' or 'constant'; stepped per iteration.
+            lr_milestones: step schedule milestones as fractions of all training iterations
+                (150k and 300k of 400k in the Non-local schedule).
+            lr_gamma: step schedule decay factor.
+            warmup_fraction: fraction of training iterations with linear warm-up.
+            warmup_start_factor: LR factor at the first warm-up step.
+            label_smoothing: cross-entropy label smoothing.
+            channels_last: use the channels_last_3d memory format for the network and inputs.
+            compile: wrap the network with torch.compile.
+            eval_output_dir: where `test`/`predict` write predictions and the JSON summary
+                (default: the trainer's log directory, i.e. the run directory).
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+        self.train_top1 = MulticlassAccuracy(num_classes=self._num_classes(), top_k=1)
+        self.val_top1 = MulticlassAccuracy(num_classes=self._num_classes(), top_k=1)
+        self.val_top5 = MulticlassAccuracy(num_classes=self._num_classes(), top_k=min(5, self._num_classes()))
+        self._views: list[ViewOutputs] = []
+
+    def _num_classes(self) -> int:
+        num = getattr(self.network, "num_classes", None)
+        if num is None:
+            raise ValueError("the network must expose `num_classes` (vidgn.models.I3DResNet does)")
+        return int(num)
+
+    # ---- model -------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.hparams.channels_last:
+            self.network.to(memory_format=torch.channels_last_3d)
+        if self.hparams.compile and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
+            self.network = torch.compile(self.network)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W) -> (B, C)
+        if self.hparams.channels_last:
+            video = video.contiguous(memory_format=torch.channels_last_3d)
+        return self.network(video)
+
+    # ---- training ----------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["video"])
+        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}). Stopping. Lower model.lr, add warm-up "
+                "(model.warmup_fraction), or check the input videos (vidgn check-videos); resume from the "
+                "last good checkpoint with --ckpt_path."
+            )
+        self.train_top1(logits.detach(), batch["label"])
+        batch_size = len(batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/top1", self.train_top1, on_step=True, on_epoch=True, batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if len(batch["label"]) == 0:  # every video of this batch failed to decode
+            return
+        logits = self(batch["video"])
+        batch_size = len(batch["label"])
+        self.val_top1(logits, batch["label"])
+        self.val_top5(logits, batch["label"])
+        self.log("val/loss", F.cross_entropy(logits, batch["label"]), sync_dist=True, batch_size=batch_size)
+        self.log("val/top1", self.val_top1, prog_bar=True, batch_size=batch_size)
+        self.log("val/top5", self.val_top5, batch_size=batch_size)
+
+    # ---- clip- and video-level evaluation ------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._views = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._collect(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._report("test")
+
+    def on_predict_epoch_start(self) -> None:
+        self._views = []
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._collect(batch)
+
+    def on_predict_epoch_end(self) -> None:
+        self._report("predict")
+
+    def _collect(self, batch: dict[str, Any]) -> torch.Tensor:
+        if len(batch["label"]) == 0:
+            return torch.zeros(0, self._num_classes())
+        logits = self(batch["video"]).float()
+        fields = ("label", "video_index", "clip_index", "crop_index")
+        self._views.append(ViewOutputs(logits.cpu(), *(batch[f].cpu() for f in fields)))
+        return logits
+
+    def _report(self, split: str) -> None:
+        """Gather every rank's views, aggregate into videos, log metrics, write the report (rank 0)."""
+        num_classes = self._num_classes()
+        views = ViewOutputs.cat(self._views, num_classes)
+        datamodule = self.trainer.datamodule
+        bad = list(datamodule.bad_videos(split)) if datamodule is not None else []
+        if self.trainer.world_size > 1:
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, (views, bad))
+            views = ViewOutputs.cat([g[0] for g in gathered], num_classes)
+            bad = [b for g in gathered for b in g[1]]
+        left_out = {int(b.video_index): {"path": b.path, "reason": b.reason} for b in bad}
+        summary, videos = summarize(views, num_classes, exclude=set(left_out))
+        if split == "test":
+            for name in ("clip_top1", "clip_top5", "video_top1", "video_top5", "mean_class_accuracy"):
+                self.log(f"test/{name}", getattr(summary, name), rank_zero_only=True)
+            self.log("test/num_videos", float(summary.num_videos), rank_zero_only=True)
+            self.log("test/num_left_out", float(len(left_out)), rank_zero_only=True)
+        if self.trainer.is_global_zero and datamodule is not None:
+            out_dir = Path(self.hparams.eval_output_dir or self.trainer.log_dir or self.trainer.default_root_dir)
+            entries = datamodule.entries(split)
+            write_predictions(out_dir / f"{split}_predictions.csv", videos, [e.path for e in entries],
+                              datamodule.classes)
+            write_summary(
+                out_dir / f"{split}_summary.json", summary, [left_out[k] for k in sorted(left_out)],
+                split=split, num_videos_in_list=len(entries), checkpoint=self.trainer.ckpt_path,
+            )
+        self._views = []
+
+    # ---- optimisation ----------------------------------------------------------------------------
+    def total_batch(self) -> int:
+        """Clips per optimizer step over all processes: the batch the LR is scaled by."""
+        datamodule = self.trainer.datamodule
+        per_process = getattr(datamodule, "clips_per_gpu", None)
+        if per_process is None:
+            per_process = self.trainer.train_dataloader.batch_size
+        return int(per_process) * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        lr = scaled_lr(hp.lr, self.total_batch(), hp.lr_reference_batch)
+        groups = param_groups(self.network, weight_decay=hp.weight_decay, norm_bias_decay=hp.norm_bias_decay)
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, nesterov=hp.nesterov)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = round(hp.warmup_fraction * total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_factor(step, total, hp.schedule, hp.lr_milestones, hp.lr_gamma, warmup,
+                                   hp.warmup_start_factor),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
