@@ -80,3 +80,10 @@ def test_report_files(tmp_path):
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["num_videos_left_out"] == 1 and data["left_out"][0]["path"] == "bad.mp4"
     assert data["video_top1"] == 50.0
+
+
+def test_unlabeled_views_get_scores_but_no_accuracy():
+    v = views([(0, 0, 0, -1, [1.0, 0.0]), (1, 0, 0, -1, [0.0, 1.0])])
+    summary, videos = summarize(v, num_classes=2)
+    assert summary.num_videos == 2 and videos.probs.argmax(1).tolist() == [0, 1]
+    assert summary.video_top1 != summary.video_top1  # NaN: nothing to compare with

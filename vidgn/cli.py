@@ -17,6 +17,7 @@ TOOL_MODULES = {
     "prepare-kinetics": "vidgn.data.kinetics",
     "check-videos": "vidgn.data.check",
     "bench": "vidgn.bench",
+    "summarize": "vidgn.evaluation.summarize",
 }
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train a model (LightningCLI)",
@@ -41,13 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
         from vidgn.training.cli import run_lightning_cli
 
-        run_lightning_cli(argv)
+        run_lightning_cli(argv)  # None: LightningCLI reads sys.argv itself
         return 0
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(args_list)
     return int(args.func(args) or 0)
 
 

@@ -90,17 +90,26 @@ class EvalSummary:
 
 
 def summarize(views: ViewOutputs, num_classes: int, exclude: set[int] = frozenset()) -> tuple[EvalSummary, VideoScores]:
-    """Clip- and video-level metrics, leaving out the videos in `exclude` from both."""
+    """Clip- and video-level metrics, leaving out the videos in `exclude` from both.
+
+    Views without labels (label -1, e.g. `vidgn predict` on an unlabeled list) get scores but no
+    accuracy (NaN).
+    """
     views = views.deduplicated()
     keep = torch.tensor([int(v) not in exclude for v in views.video_index], dtype=torch.bool)
     clip_logits, clip_labels = views.logits[keep].float(), views.label[keep]
     videos = aggregate_videos(views, exclude)
+    labeled = bool((clip_labels >= 0).all())
+
+    def acc(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+        return topk_accuracy(scores, labels, k, num_classes) if labeled else float("nan")
+
     summary = EvalSummary(
-        clip_top1=topk_accuracy(clip_logits, clip_labels, 1, num_classes),
-        clip_top5=topk_accuracy(clip_logits, clip_labels, 5, num_classes),
-        video_top1=topk_accuracy(videos.probs, videos.label, 1, num_classes),
-        video_top5=topk_accuracy(videos.probs, videos.label, 5, num_classes),
-        mean_class_accuracy=mean_class_accuracy(videos.probs, videos.label, num_classes),
+        clip_top1=acc(clip_logits, clip_labels, 1),
+        clip_top5=acc(clip_logits, clip_labels, 5),
+        video_top1=acc(videos.probs, videos.label, 1),
+        video_top5=acc(videos.probs, videos.label, 5),
+        mean_class_accuracy=mean_class_accuracy(videos.probs, videos.label, num_classes) if labeled else float("nan"),
         num_views=int(keep.sum()),
         num_videos=len(videos.video_index),
         views_per_video=(

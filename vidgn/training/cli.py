@@ -13,10 +13,11 @@ from typing import Any
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from vidgn.data.datamodule import KineticsDataModule
 from vidgn.training.callbacks import BadVideoLogger, PreciseBN, PreemptionCheckpoint
+from vidgn.training.loggers import AppendingCSVLogger
 from vidgn.training.module import VideoClassifier
 
 
@@ -50,12 +51,15 @@ class VidgnCLI(LightningCLI):
             root = trainer_config.get("default_root_dir") or os.getcwd()
             kwargs["logger"] = [
                 TensorBoardLogger(root, name="", version=""),
-                CSVLogger(root, name="", version=""),
+                AppendingCSVLogger(root, name="", version=""),
             ]
+        if trainer_config.get("enable_progress_bar", True) is not False:
+            self.trainer_defaults["callbacks"].append(RichProgressBar())
         return super().instantiate_trainer(**kwargs)
 
 
-def run_lightning_cli(argv: list[str]) -> VidgnCLI:
+def run_lightning_cli(argv: list[str] | None = None) -> VidgnCLI:
+    """Run a LightningCLI subcommand; `argv` defaults to sys.argv[1:]."""
     return VidgnCLI(
         VideoClassifier,
         KineticsDataModule,
@@ -64,7 +68,6 @@ def run_lightning_cli(argv: list[str]) -> VidgnCLI:
         trainer_defaults={
             "callbacks": [
                 LearningRateMonitor(logging_interval="step"),
-                RichProgressBar(),
                 BadVideoLogger(),
                 PreemptionCheckpoint(),
             ],

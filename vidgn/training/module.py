@@ -79,8 +79,11 @@ class VideoClassifier(L.LightningModule):
 
     def _num_classes(self) -> int:
         num = getattr(self.network, "num_classes", None)
-        if num is None:
-            raise ValueError("the network must expose `num_classes` (vidgn.models.I3DResNet does)")
+        if num is None:  # any classifier network: the width of its last linear layer
+            linears = [m for m in self.network.modules() if isinstance(m, nn.Linear)]
+            if not linears:
+                raise ValueError("the network must expose `num_classes` or end in an nn.Linear classifier")
+            num = linears[-1].out_features
         return int(num)
 
     # ---- model -------------------------------------------------------------------------------
