@@ -64,3 +64,10 @@ def test_each_subcommand_has_help(sub):
     out = subprocess.run([sys.executable, "-m", "vidgn.cli", sub, "--help"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert "usage" in out.stdout.lower()
+
+
+def test_lightning_sync_batchnorm_is_refused_in_favour_of_norm_sync_bn():
+    args = ["fit", "--config", str(REPO / "configs/synthetic/base.yaml"), "--trainer.sync_batchnorm", "true",
+            "--data.data_root", str(REPO), "--data.train_list", "none.txt"]
+    with pytest.raises(ValueError, match="norm: sync_bn"):
+        run_lightning_cli(args)

@@ -39,6 +39,15 @@ class VidgnCLI(LightningCLI):
         parser.add_lightning_class_args(PreciseBN, "precise_bn")
 
     def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.get("sync_batchnorm"):
+            # Lightning's conversion swaps every BN-like layer (sub-batch BN, frozen BN included)
+            # for one global SyncBatchNorm, silently changing the experiment.
+            raise ValueError(
+                "trainer.sync_batchnorm=true would replace every norm layer with a global SyncBatchNorm "
+                "(dropping bn_clips, frozen_bn and sync_bn_group_size). Leave it false and set "
+                "model.network.init_args.norm: sync_bn instead (optionally with sync_bn_group_size)."
+            )
         # fit writes config.yaml; validate/test/predict in the same run directory keep theirs apart.
         name = "config.yaml" if self.subcommand == "fit" else f"config_{self.subcommand}.yaml"
         self.save_config_kwargs.update(config_filename=name, overwrite=True)

@@ -1,0 +1,150 @@
+"""Inflation of 2D torchvision ResNets (BN and GN): the I3D "boring video" check and the report."""
+import logging
+import pickle
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from vidgn.models import I3DResNet, load_pretrained_2d
+from vidgn.models.inflate import map_2d_key
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The 2 CPU cores are shared: with 2 OpenMP threads these tests ran ~8x slower under load
+    # (threads spin-waiting on each other), with 1 thread they barely notice it.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+# float32 through ~50 layers: relative tolerance on the largest value of each output.
+REL_TOL = 1e-4
+
+
+def gn32(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(32, channels)
+
+
+def random_2d_resnet(arch: str, gn: bool, seed: int = 0) -> nn.Module:
+    """Randomly initialised torchvision ResNet with non-trivial norm parameters and statistics."""
+    torch.manual_seed(seed)
+    kw = {"norm_layer": gn32} if gn else {}
+    model = getattr(torchvision.models, arch)(weights=None, **kw)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def features_2d(model: nn.Module, frame: torch.Tensor) -> torch.Tensor:
+    trunk = nn.Sequential(*list(model.children())[:-1])  # everything up to avgpool
+    return trunk(frame).flatten(1)  # (B, 2048)
+
+
+def assert_rel_close(a: torch.Tensor, b: torch.Tensor) -> None:
+    err = (a - b).abs().max().item()
+    scale = b.abs().max().item()
+    assert err <= REL_TOL * scale, f"max |diff| {err:.3g} > {REL_TOL} x max |ref| {scale:.3g}"
+
+
+@pytest.mark.parametrize("arch,depth,norm_2d,norm_3d,train", [
+    ("resnet50", 50, "bn", "bn", False),
+    ("resnet50", 50, "gn", "gn", False),
+    ("resnet50", 50, "gn", "gn", True),         # GN: train and eval are the same computation
+    ("resnet50", 50, "bn", "frozen_bn", True),  # frozen BN in train mode = BN in eval mode
+    ("resnet18", 18, "bn", "bn", False),        # basic blocks
+])
+def test_boring_video_matches_2d_network(tmp_path, arch, depth, norm_2d, norm_3d, train):
+    net2d = random_2d_resnet(arch, gn=norm_2d == "gn")
+    path = tmp_path / "r2d.pth"
+    torch.save(net2d.state_dict(), path)
+    # 'replicate' temporal padding keeps a static clip static through every layer, so the match is
+    # exact up to float rounding (with zero padding the edge frames see fewer taps).
+    net3d = I3DResNet(depth=depth, num_classes=1000, norm=norm_3d, pretrained_2d=str(path),
+                      temporal_padding="replicate").train(train)
+    torch.manual_seed(1)
+    frame = torch.randn(2, 3, 64, 64)                         # (B, 3, H, W)
+    clip = frame.unsqueeze(2).expand(-1, -1, 8, -1, -1)       # (B, 3, T, H, W), identical frames
+    with torch.no_grad():
+        feats = net3d.forward_features(clip)
+        ref_feats = features_2d(net2d, frame)
+        net3d.eval()
+        logits = net3d(clip)
+        ref_logits = net2d(frame)
+    assert_rel_close(feats, ref_feats)
+    assert_rel_close(logits, ref_logits)
+    # Inflated kernels are the 2D kernel repeated over time and divided by t.
+    w3, w2 = net3d.conv1.conv.weight, net2d.conv1.weight
+    assert w3.shape[2] == 5
+    torch.testing.assert_close(w3, w2.unsqueeze(2).expand_as(w3) / 5)
+
+
+def test_report_bn_checkpoint_other_class_count(tmp_path, caplog):
+    net2d = random_2d_resnet("resnet50", gn=False)
+    path = tmp_path / "r50.pth"
+    torch.save(net2d.state_dict(), path)
+    with caplog.at_level(logging.INFO, logger="vidgn.models.i3d"):
+        model = I3DResNet(depth=50, num_classes=400, pretrained_2d=str(path))
+    assert "inflated 10 conv kernels" in caplog.text and "mismatched (2)" in caplog.text
+    report = load_pretrained_2d(model, path)
+    assert len(report.inflated) == 10  # conv1 + the 9 inflated bottleneck conv_a (3+2+3+1)
+    assert report.missing == ["fc.weight", "fc.bias"]  # fc skipped: 1000 vs 400 classes
+    assert report.mismatched == ["fc.weight: (1000, 2048) -> (400, 2048)", "fc.bias: (1000,) -> (400,)"]
+    assert report.unexpected == []
+    assert len(report.copied) + len(report.inflated) == len(net2d.state_dict()) - 2
+    # fc keeps its own init; norms (incl. statistics) are the checkpoint's.
+    assert model.fc.weight.std() < 0.02
+    torch.testing.assert_close(model.res4.res_blocks[2].branch2.norm_b.running_var,
+                               net2d.layer3[2].bn2.running_var)
+
+
+def test_report_between_bn_and_gn(tmp_path):
+    bn_path, gn_path = tmp_path / "bn.pth", tmp_path / "gn.pth"
+    torch.save(random_2d_resnet("resnet18", gn=False).state_dict(), bn_path)
+    torch.save(random_2d_resnet("resnet18", gn=True).state_dict(), gn_path)
+    gn_model = I3DResNet(depth=18, num_classes=1000, norm="gn")
+    report = load_pretrained_2d(gn_model, bn_path)  # BN statistics have no GN counterpart
+    assert report.unexpected and all(k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+                                     for k in report.unexpected)
+    assert report.missing == []
+    bn_model = I3DResNet(depth=18, num_classes=1000, norm="bn")
+    report = load_pretrained_2d(bn_model, gn_path)  # the GN checkpoint has no statistics
+    assert report.unexpected == [] and report.missing
+    assert all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in report.missing)
+
+
+class _NotATensor:
+    pass
+
+
+def test_checkpoint_wrappers_and_safety(tmp_path):
+    sd = random_2d_resnet("resnet18", gn=False).state_dict()
+    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}}, tmp_path / "wrapped.pth")
+    model = I3DResNet(depth=18, num_classes=1000)
+    report = load_pretrained_2d(model, tmp_path / "wrapped.pth")
+    assert report.missing == [] and report.unexpected == []
+    torch.testing.assert_close(model.fc.weight, sd["fc.weight"])
+    # weights_only=True: a checkpoint that pickles arbitrary objects is refused.
+    torch.save({"state_dict": sd, "extra": _NotATensor()}, tmp_path / "unsafe.pth")
+    with pytest.raises(pickle.UnpicklingError):
+        load_pretrained_2d(model, tmp_path / "unsafe.pth")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        I3DResNet(depth=18, pretrained_2d=str(tmp_path / "missing.pth"))
+
+
+def test_key_mapping():
+    assert map_2d_key("conv1.weight") == "conv1.conv.weight"
+    assert map_2d_key("bn1.running_var") == "conv1.norm.running_var"
+    assert map_2d_key("layer3.5.conv1.weight") == "res4.res_blocks.5.branch2.conv_a.weight"
+    assert map_2d_key("layer1.0.bn3.bias") == "res2.res_blocks.0.branch2.norm_c.bias"
+    assert map_2d_key("layer4.0.downsample.0.weight") == "res5.res_blocks.0.branch1_conv.weight"
+    assert map_2d_key("layer4.0.downsample.1.weight") == "res5.res_blocks.0.branch1_norm.weight"
+    assert map_2d_key("avgpool.whatever") is None

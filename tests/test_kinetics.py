@@ -1,0 +1,133 @@
+"""prepare-kinetics on a small fake Kinetics tree: official CSVs, clips flat and in class folders,
+trimmed and plain names, mp4/webm, some clips missing."""
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+
+import pytest
+
+from vidgn.data.kinetics import add_parser
+from vidgn.data.lists import parse_list, read_classes, resolve
+
+CLASSES = ["zumba", "passing American football (in game)", "abseiling"]  # unsorted on purpose
+
+
+@pytest.fixture
+def kinetics(synthetic_dataset, tmp_path):
+    """Annotations + a video folder; returns (csv dir, video root, expected {split: {path: label}})."""
+    sources = [resolve(e, synthetic_dataset.root) for e in parse_list(synthetic_dataset.train_list,
+                                                                       synthetic_dataset.root)]
+    mp4s = [p for p in sources if p.suffix == ".mp4"]
+    webm = [p for p in sources if p.suffix == ".webm"][0]
+    videos = tmp_path / "videos"
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+
+    def put(src, rel):
+        (videos / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, videos / rel)
+
+    # (label, youtube_id, start, end, file written or None if missing)
+    train = [
+        ("abseiling", "0wR5jVB-WPk", 417, 427, "train/abseiling/0wR5jVB-WPk_000417_000427.mp4"),
+        ("abseiling", "Ab_cD-efGh_", 5, 15, "train/abseiling/Ab_cD-efGh__000005_000015.webm"),
+        ("passing American football (in game)", "1DmJKu0RzRs", 10, 20,
+         "train/passing American football (in game)/1DmJKu0RzRs_000010_000020.mp4"),
+        ("passing American football (in game)", "gonegonegon", 0, 10, None),
+        ("zumba", "zzzzzzzzzz1", 30, 40, "zzzzzzzzzz1.mp4"),  # flat, plain {id}.mp4
+        ("zumba", "zzzzzzzzzz2", 0, 10, None),
+    ]
+    val = [
+        ("zumba", "vvvvvvvvvv1", 12, 22, "vvvvvvvvvv1_000012_000022.mp4"),  # flat, trimmed name
+        ("abseiling", "vvvvvvvvvv2", 0, 10, None),
+        ("passing American football (in game)", "vvvvvvvvvv3", 3, 13, "val/x/vvvvvvvvvv3_000003_000013.mkv"),
+    ]
+    test = [("tttttttttt1", 1, 11, "test/tttttttttt1_000001_000011.mp4"), ("tttttttttt2", 0, 10, None)]
+    k = 0
+    for rows in (train, val):
+        for *_, rel in rows:
+            if rel:
+                put(webm if rel.endswith(".webm") else mp4s[k % len(mp4s)], rel)
+                k += 1
+    # The same clip in two formats: the mp4 is listed.
+    put(webm, "train/zumba/zzzzzzzzzz1.webm")
+    for *_, rel in test:
+        if rel:
+            put(mp4s[0], rel)
+
+    with open(ann / "train.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "youtube_id", "time_start", "time_end", "split", "is_cc"])
+        for label, yid, s, e, _ in train:
+            w.writerow([label, yid, s, e, "train", 0])
+    with open(ann / "validate.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        for label, yid, s, e, _ in val:
+            w.writerow([label, yid, s, e, "val"])
+    with open(ann / "test.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["youtube_id", "time_start", "time_end", "split"])
+        for yid, s, e, _ in test:
+            w.writerow([yid, s, e, "test"])
+    idx = {c: i for i, c in enumerate(sorted(CLASSES))}
+    expected = {
+        "train": {rel: idx[label] for label, _, _, _, rel in train if rel},
+        "val": {rel: idx[label] for label, _, _, _, rel in val if rel},
+        "test": {rel: -1 for *_, rel in test if rel},
+    }
+    missing = {("gonegonegon", "train"), ("zzzzzzzzzz2", "train"), ("vvvvvvvvvv2", "val"),
+               ("tttttttttt2", "test")}
+    return ann, videos, expected, missing
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser(prog="vidgn")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["prepare-kinetics", *argv])
+    return args.func(args)
+
+
+def test_prepare_kinetics_lists_classes_and_missing(kinetics, tmp_path, capsys):
+    ann, videos, expected, missing = kinetics
+    out = tmp_path / "lists"
+    status = _run(["--data-root", str(videos), "--train-csv", str(ann / "train.csv"),
+                   "--val-csv", str(ann / "validate.csv"), "--test-csv", str(ann / "test.csv"),
+                   "--out", str(out)])
+    assert status == 0
+    report = capsys.readouterr().out
+    assert read_classes(out / "classes.txt") == sorted(CLASSES)
+    for split in ("train", "val", "test"):
+        entries = parse_list(out / f"{split}.txt", videos, allow_unlabeled=(split == "test"))
+        assert {e.path: e.label for e in entries} == expected[split], split
+    assert "train: 4 of 6 annotated clips found, 2 missing (33.3%)" in report
+    assert "val  : 2 of 3 annotated clips found, 1 missing (33.3%)" in report
+    assert "test : 1 of 2 annotated clips found, 1 missing (50.0%)" in report
+    with open(out / "missing.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["youtube_id"], r["split"]) for r in rows} == missing
+    assert next(r for r in rows if r["youtube_id"] == "gonegonegon")["label"] == \
+        "passing American football (in game)"
+    assert "vidgn check-videos" in report  # tells the user the next step
+
+
+def test_prepare_kinetics_writes_beside_videos_by_default(kinetics):
+    ann, videos, expected, _ = kinetics
+    assert _run(["--data-root", str(videos), "--train-csv", str(ann / "train.csv")]) == 0
+    assert {e.path for e in parse_list(videos / "train.txt", videos)} == set(expected["train"])
+    assert not (videos / "val.txt").exists()
+
+
+def test_prepare_kinetics_bad_inputs(kinetics, tmp_path, capsys):
+    ann, videos, _, _ = kinetics
+    bad = tmp_path / "bad.csv"
+    bad.write_text("youtube_id,start,end\nabc,0,10\n")
+    assert _run(["--data-root", str(videos), "--train-csv", str(bad)]) == 2
+    assert "lacks column(s)" in capsys.readouterr().out
+    assert _run(["--data-root", str(tmp_path / "nowhere"), "--train-csv", str(ann / "train.csv")]) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _run(["--data-root", str(empty), "--train-csv", str(ann / "train.csv")]) == 1
+    assert "no clips at all" in capsys.readouterr().out

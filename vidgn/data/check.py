@@ -1,0 +1,164 @@
+"""`vidgn check-videos LIST`: find the videos in a list that cannot be decoded, before training does.
+
+Every video is opened with decord in a pool of worker processes and its first, middle and last frames
+are decoded: corrupt files often open fine (the index is intact) and fail only when later frames are
+decoded. A video whose frames end well before the duration its container declares is reported as
+truncated too. Missing and empty files are reported without opening them.
+
+Exit status: 0 all readable, 1 some unreadable, 2 usage error (bad arguments, unusable list).
+`--write-clean OUT` writes the list lines of the readable videos, unchanged, to OUT.
+
+A worker killed by a crashing decoder does not stop the check: the videos that were in flight are
+re-checked one per process, and the one that crashes again is reported as such. A decoder that
+hangs is not interrupted (decord offers no timeout).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from pathlib import Path
+
+from vidgn.data.lists import ListError, parse_list, read_classes, resolve
+
+# A video whose decodable frames stop this much short of the container's declared duration is
+# reported as truncated; the slack keeps clips whose audio outlasts the video by a little readable.
+TRUNCATION_SLACK_S = 0.5
+TRUNCATION_SLACK_FRAC = 0.1
+_DECORD_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
+
+
+def _clean_error(e: BaseException) -> str:
+    # decord errors carry C++ file:line prefixes and stack traces; keep the first meaningful line.
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return _DECORD_PREFIX.sub("", text).strip()[:300]
+
+
+def check_video(path: str, num_threads: int = 1) -> str | None:
+    """None if `path` decodes (first, middle, last frame), else the reason it does not.
+
+    Creates the decord reader here, i.e. inside the worker process (never before a fork).
+    """
+    if not os.path.exists(path):
+        return "file not found"
+    if os.path.getsize(path) == 0:
+        return "empty file (0 bytes)"
+    import decord
+
+    try:
+        vr = decord.VideoReader(path, num_threads=num_threads)
+    except Exception as e:  # decord raises RuntimeError or its DECORDError
+        return f"cannot open: {_clean_error(e)}"
+    n = len(vr)
+    if n <= 0:
+        return "no video frames"
+    for idx in sorted({0, n // 2, n - 1}):
+        try:
+            frames = vr.get_batch([idx])
+        except Exception as e:
+            return f"frame {idx} of {n} does not decode: {_clean_error(e)}"
+        shape = tuple(frames.shape)
+        if len(shape) != 4 or shape[0] != 1 or min(shape[1:]) <= 0:
+            return f"frame {idx} of {n} decodes to shape {shape}"
+    declared = _declared_duration(path)
+    if declared is not None:
+        decoded = float(vr.get_frame_timestamp(n - 1)[1])
+        if decoded < declared - max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRAC * declared):
+            return (f"truncated: frames end at {decoded:.2f} s but the container declares "
+                    f"{declared:.2f} s")
+    return None
+
+
+def _declared_duration(path: str) -> float | None:
+    """Video duration declared by the container (seconds), or None if it declares none."""
+    try:
+        import av
+
+        with av.open(path) as c:
+            stream = c.streams.video[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            if c.duration is not None:
+                return c.duration / 1e6  # av.time_base: microseconds
+    except Exception:
+        return None  # decord decoded it; a header PyAV cannot read is no reason to reject the video
+    return None
+
+
+def check_videos(paths: list[str], *, workers: int = 4, num_threads: int = 1,
+                 progress: bool = False) -> dict[str, str | None]:
+    """Check every path in parallel; {path: None or reason}."""
+    results: dict[str, str | None] = {}
+    # spawn: workers start without the caller's decord/torch state (decord must not cross a fork).
+    ctx = get_context("spawn")
+    unique = list(dict.fromkeys(paths))
+    with ProcessPoolExecutor(max(1, workers), mp_context=ctx) as pool:
+        futures = [(p, pool.submit(check_video, p, num_threads)) for p in unique]
+        for i, (p, f) in enumerate(futures, start=1):
+            try:
+                results[p] = f.result()
+            except BrokenProcessPool:
+                break  # a worker died (decoder crash); sort out the in-flight videos below
+            if progress and i % 1000 == 0:
+                print(f"  checked {i}/{len(unique)}", file=sys.stderr, flush=True)
+    # Futures that completed before the pool broke still hold their result.
+    for p, f in futures:
+        if p not in results and f.done() and not f.cancelled() and f.exception() is None:
+            results[p] = f.result()
+    for p in unique:
+        if p in results:
+            continue
+        # One process per video, so that a crash is pinned on the video that causes it.
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            try:
+                results[p] = pool.submit(check_video, p, num_threads).result()
+            except BrokenProcessPool:
+                results[p] = "the decoder crashed the process"
+    return results
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "check-videos", help="decode every video of a list; report unreadable ones",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("list", help="list file (`path label` lines)")
+    p.add_argument("--data-root", required=True, help="folder that the list's paths are relative to")
+    p.add_argument("--classes", help="classes.txt (default: beside the list or in the data root)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="worker processes")
+    p.add_argument("--num-threads", type=int, default=1, help="decord decoding threads per worker")
+    p.add_argument("--write-clean", metavar="OUT", help="write the lines of the readable videos here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        classes = read_classes(args.classes) if args.classes else None
+        # Missing files are reported as unreadable below, not as a list error.
+        entries = parse_list(args.list, args.data_root, classes, check_files=False,
+                             allow_unlabeled=True)
+    except ListError as e:
+        print(f"vidgn check-videos: error: {e}")
+        return 2
+    if args.workers < 1 or args.num_threads < 1:
+        print("vidgn check-videos: error: --workers and --num-threads must be >= 1")
+        return 2
+    paths = [str(resolve(e, args.data_root)) for e in entries]
+    results = check_videos(paths, workers=args.workers, num_threads=args.num_threads, progress=True)
+    bad = [(e, p, results[p]) for e, p in zip(entries, paths) if results[p] is not None]
+    for e, p, reason in bad:
+        print(f"UNREADABLE {args.list}:{e.line}: {p}: {reason}")
+    print(f"checked {len(entries)} videos: {len(entries) - len(bad)} readable, {len(bad)} unreadable")
+    if args.write_clean:
+        lines = Path(args.list).read_text(encoding="utf-8-sig").splitlines()
+        bad_lines = {e.line for e, _, _ in bad}
+        keep = [lines[e.line - 1].strip() + "\n" for e in entries if e.line not in bad_lines]
+        out = Path(args.write_clean)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(keep), encoding="utf-8")
+        print(f"wrote {len(keep)} readable videos to {out}")
+    return 1 if bad else 0

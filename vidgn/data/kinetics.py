@@ -1,0 +1,215 @@
+"""`vidgn prepare-kinetics`: official Kinetics-400 annotation CSVs + downloaded clips -> list files.
+
+Inputs
+* annotation CSVs with a header row: `label,youtube_id,time_start,time_end,split[,is_cc]`
+  (train.csv, validate.csv; test.csv may have no `label` column);
+* `--data-root`: the folder of downloaded clips, flat or in per-class (or per-split) folders, named
+  `{youtube_id}_{time_start:06d}_{time_end:06d}.{mp4,webm,mkv}` (the trimmed-clip name used by the
+  common downloaders) or plainly `{youtube_id}.{ext}`.
+
+Outputs (in `--out`, default the data root): `classes.txt` (class names sorted: the standard
+Kinetics index order), `train.txt`, `val.txt` and, if a test CSV is given, `test.txt` (lines
+`path label`, paths relative to the data root, labels class indices; unlabeled test clips get only a
+path), and `missing.csv`: the annotated clips that were not found, in the official CSV format so
+that it can be handed back to a downloader. A few percent of Kinetics clips are typically missing
+(videos removed from YouTube); that is reported, not an error.
+
+Files that exist but do not decode are found by `vidgn check-videos`, run next (see data/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vidgn.data.lists import CLASSES_FILENAME, write_list
+
+VIDEO_EXTS = (".mp4", ".webm", ".mkv")  # preference order when one clip exists in several formats
+_CLIP_RE = re.compile(r"^(?P<id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
+REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end")
+
+
+class KineticsError(ValueError):
+    """Unusable input (CSV without the needed columns, no data root); the message says what to do."""
+
+
+@dataclass
+class SplitReport:
+    split: str
+    annotated: int = 0
+    found: int = 0
+    missing_rows: list[dict] = field(default_factory=list)
+
+    @property
+    def missing(self) -> int:
+        return len(self.missing_rows)
+
+
+def index_videos(data_root: Path) -> tuple[dict[tuple[str, int, int], str], dict[str, str]]:
+    """Map every video under `data_root` to its path relative to it.
+
+    Returns (by_clip, by_id): `by_clip[(youtube_id, start, end)]` for trimmed-clip names and
+    `by_id[youtube_id]` for plain `{youtube_id}.{ext}` names. Where a clip exists in several formats
+    the first of VIDEO_EXTS wins, so the result does not depend on directory order.
+    """
+    by_clip: dict[tuple[str, int, int], str] = {}
+    by_id: dict[str, str] = {}
+    rank = {ext: i for i, ext in enumerate(VIDEO_EXTS)}
+
+    def put(table, key, rel, ext):
+        old = table.get(key)
+        if old is None or (rank[ext], rel) < (rank[Path(old).suffix.lower()], old):
+            table[key] = rel
+
+    for dirpath, dirnames, filenames in os.walk(data_root, followlinks=True):
+        dirnames.sort()
+        for name in filenames:
+            stem, ext = os.path.splitext(name)
+            ext = ext.lower()
+            if ext not in rank:
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, name), data_root).replace(os.sep, "/")
+            m = _CLIP_RE.match(stem)
+            if m:
+                put(by_clip, (m["id"], int(m["start"]), int(m["end"])), rel, ext)
+            else:
+                put(by_id, stem, rel, ext)
+    return by_clip, by_id
+
+
+def read_annotations(csv_path: Path, *, need_label: bool) -> list[dict]:
+    """Rows of an official Kinetics CSV as dicts with int time_start/time_end (label may be None)."""
+    try:
+        f = open(csv_path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise KineticsError(f"{csv_path}: cannot read annotation CSV ({e.strerror or e}).") from e
+    with f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        needed = REQUIRED_COLUMNS + (("label",) if need_label else ())
+        absent = [c for c in needed if c not in header]
+        if absent:
+            raise KineticsError(
+                f"{csv_path}: header {header} lacks column(s) {absent}; expected the official "
+                "Kinetics format `label,youtube_id,time_start,time_end,split[,is_cc]` with a header row.")
+        rows = []
+        for lineno, row in enumerate(reader, start=2):
+            try:
+                start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+            except (TypeError, ValueError):
+                raise KineticsError(f"{csv_path}:{lineno}: time_start/time_end are not numbers: "
+                                    f"{row['time_start']!r}, {row['time_end']!r}") from None
+            label = (row.get("label") or "").strip() or None
+            if need_label and label is None:
+                raise KineticsError(f"{csv_path}:{lineno}: empty label")
+            rows.append({"label": label, "youtube_id": row["youtube_id"].strip(),
+                         "time_start": start, "time_end": end,
+                         "split": (row.get("split") or "").strip()})
+    return rows
+
+
+def prepare_kinetics(data_root, *, train_csv, val_csv=None, test_csv=None, out_dir=None
+                     ) -> tuple[list[str], list[SplitReport]]:
+    """Write classes.txt, train/val(/test) lists and missing.csv; see the module docstring.
+
+    Returns the class names and one SplitReport per split.
+    """
+    data_root = Path(data_root)
+    if not data_root.is_dir():
+        raise KineticsError(f"--data-root {data_root} is not a folder; point it at the downloaded clips.")
+    out_dir = Path(out_dir) if out_dir is not None else data_root
+    splits = [("train", Path(train_csv), True)]
+    if val_csv is not None:
+        splits.append(("val", Path(val_csv), True))
+    if test_csv is not None:
+        splits.append(("test", Path(test_csv), False))
+    annotations = {name: read_annotations(path, need_label=need) for name, path, need in splits}
+    # Classes from the labelled splits, sorted: the index order every Kinetics codebase uses.
+    classes = sorted({r["label"] for name in ("train", "val") for r in annotations.get(name, [])})
+    class_index = {c: i for i, c in enumerate(classes)}
+    by_clip, by_id = index_videos(data_root)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CLASSES_FILENAME).write_text("".join(c + "\n" for c in classes), encoding="utf-8")
+    reports = []
+    for name, _, _ in splits:
+        report = SplitReport(split=name)
+        rows, seen = [], set()
+        for r in annotations[name]:
+            key = (r["youtube_id"], r["time_start"], r["time_end"])
+            if key in seen:  # the official CSVs have no duplicates, merged ones might
+                continue
+            seen.add(key)
+            report.annotated += 1
+            rel = by_clip.get(key) or by_id.get(r["youtube_id"])
+            if rel is None:
+                report.missing_rows.append({**r, "split": r["split"] or name})
+                continue
+            report.found += 1
+            label = r["label"]
+            if label is not None and label not in class_index:
+                # A test label that no train/val clip has: keep the clip, unlabeled.
+                label = None
+            rows.append((rel, class_index[label] if label is not None else None))
+        if any(lab is None for _, lab in rows):
+            _write_mixed(out_dir / f"{name}.txt", rows)
+        else:
+            write_list(out_dir / f"{name}.txt", rows)
+        reports.append(report)
+
+    with open(out_dir / "missing.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        for rep in reports:
+            for r in rep.missing_rows:
+                w.writerow([r["label"] or "", r["youtube_id"], r["time_start"], r["time_end"], r["split"]])
+    return classes, reports
+
+
+def _write_mixed(path: Path, rows) -> None:
+    # Unlabeled clips (test split): the path alone, read back with parse_list(allow_unlabeled=True).
+    with open(path, "w", encoding="utf-8") as f:
+        for rel, label in rows:
+            f.write(f"{rel}\n" if label is None else f"{rel} {label}\n")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "prepare-kinetics", help="Kinetics annotation CSVs + downloaded clips -> list files",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", required=True, help="folder of downloaded clips (flat or per class)")
+    p.add_argument("--train-csv", required=True, help="official train.csv")
+    p.add_argument("--val-csv", help="official validate.csv")
+    p.add_argument("--test-csv", help="official test.csv (a label column is optional)")
+    p.add_argument("--out", help="where to write the lists (default: the data root)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        classes, reports = prepare_kinetics(args.data_root, train_csv=args.train_csv,
+                                            val_csv=args.val_csv, test_csv=args.test_csv,
+                                            out_dir=args.out)
+    except KineticsError as e:
+        print(f"vidgn prepare-kinetics: error: {e}")
+        return 2
+    out = Path(args.out or args.data_root)
+    print(f"{len(classes)} classes -> {out / CLASSES_FILENAME}")
+    total_missing = 0
+    for r in reports:
+        pct = 100.0 * r.missing / r.annotated if r.annotated else 0.0
+        print(f"{r.split:5s}: {r.found} of {r.annotated} annotated clips found, {r.missing} missing "
+              f"({pct:.1f}%) -> {out / (r.split + '.txt')}")
+        total_missing += r.missing
+    print(f"missing clips listed in {out / 'missing.csv'} ({total_missing})")
+    if any(r.found == 0 and r.annotated for r in reports):
+        print("error: a split has no clips at all; is --data-root the folder of downloaded clips, "
+              "named {youtube_id}_{start:06d}_{end:06d}.mp4 or {youtube_id}.mp4?")
+        return 1
+    print(f"next: vidgn check-videos {out / 'train.txt'} --data-root {args.data_root} --workers 8 "
+          f"--write-clean {out / 'train.clean.txt'}  (and the same for val)")
+    return 0

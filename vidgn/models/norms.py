@@ -1,0 +1,274 @@
+"""Normalization layers for I3D ResNets: one factory, every norm the GN paper compares.
+
+`make_norm(name, ...)` returns a callable `norm(C) -> nn.Module` (timm style), so every call site in
+the network is `norm(C)` and the choice of BN / GN / LN / IN / SyncBN / FrozenBN / sub-batch BN is
+made once. Why not pytorchvideo's builders: they call `norm(num_features=, eps=, momentum=)`, which
+nn.GroupNorm does not accept, and their zero-init only knows BN.
+
+Names (aliases in brackets):
+  bn        [batch_norm, batchnorm]   BatchNorm3d over the process's own clips; with bn_clips=k,
+                                      statistics over groups of k clips (SubBatchNorm3d).
+  gn        [group_norm, groupnorm]   GroupNorm over (C/G, T, H, W); `groups` or `channels_per_group`.
+  ln        [layer_norm, layernorm]   GroupNorm with 1 group (GN paper, Sec. 3.1: LN = GN with G=1).
+  in        [instance_norm, instancenorm]  GroupNorm with G=C (GN paper: IN = GN with G=C).
+  sync_bn   [syncbn, sync_batch_norm] nn.SyncBatchNorm, optionally within groups of processes.
+  frozen_bn [frozenbn, frozen_batch_norm]  population statistics and affine frozen (Non-local code).
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+NORM_ALIASES = {
+    "bn": "bn", "batch_norm": "bn", "batchnorm": "bn",
+    "gn": "gn", "group_norm": "gn", "groupnorm": "gn",
+    "ln": "ln", "layer_norm": "ln", "layernorm": "ln",
+    "in": "in", "instance_norm": "in", "instancenorm": "in",
+    "sync_bn": "sync_bn", "syncbn": "sync_bn", "sync_batch_norm": "sync_bn",
+    "frozen_bn": "frozen_bn", "frozenbn": "frozen_bn", "frozen_batch_norm": "frozen_bn",
+}
+# Norms whose statistics come from the batch (and so have population statistics to estimate).
+BATCH_NORMS = ("bn", "sync_bn", "frozen_bn")
+
+
+def canonical_norm_name(name: str) -> str:
+    """'BatchNorm' / 'group_norm' / ... -> one of bn, gn, ln, in, sync_bn, frozen_bn."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in NORM_ALIASES:
+        raise ValueError(
+            f"unknown norm {name!r}: use one of bn, gn, ln, in, sync_bn, frozen_bn "
+            f"(aliases: {', '.join(sorted(k for k in NORM_ALIASES if NORM_ALIASES[k] != k))})"
+        )
+    return NORM_ALIASES[key]
+
+
+class SubBatchNorm3d(nn.BatchNorm3d):
+    """BatchNorm3d whose training statistics come from groups of `bn_clips` clips of the batch.
+
+    One process with 32 clips and bn_clips=4 normalises like 8 unsynchronised DDP processes with
+    4 clips each (GN paper, Fig. 1/Table 8 vary clips per GPU this way). Same idea as PySlowFast's
+    SubBatchNorm3d, but parameterised by clips per group, so it works for any batch size that is a
+    multiple of bn_clips.
+
+    Grouping: with B = G * k clips, group g holds clips g, g+G, g+2G, ... This is a free `view`
+    of the (B, C, ...) tensor as (k, G*C, ...), so the native BN kernel does the work; which clips
+    share statistics is immaterial for a shuffled batch (tests map it onto DDP ranks the same way).
+
+    Running statistics are merged over the groups at every step (law of total variance), so the
+    buffers are exactly BatchNorm3d's: evaluation, checkpoints, inflation and precise BN see a
+    plain BN layer. Parameters and buffers have the usual C entries.
+    """
+
+    def __init__(self, num_features: int, bn_clips: int, eps: float = 1e-5,
+                 momentum: float | None = 0.1, **kwargs) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, **kwargs)
+        if bn_clips < 1:
+            raise ValueError(f"bn_clips must be a positive number of clips, got {bn_clips}")
+        self.bn_clips = bn_clips
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", bn_clips={self.bn_clips}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # population statistics: plain BN
+            return super().forward(x)
+        self._check_input_dim(x)
+        B, C = x.shape[:2]
+        k = self.bn_clips
+        if B % k != 0:
+            raise ValueError(
+                f"SubBatchNorm3d: a training batch of {B} clips is not a multiple of bn_clips={k}; "
+                "make the per-process batch size a multiple of bn_clips (and use drop_last=True)"
+            )
+        G = B // k
+        xg = x.reshape(k, G * C, *x.shape[2:])  # (k, G*C, T, H, W): channel block g = group g
+        # momentum=1 into scratch buffers hands back each group's batch mean and unbiased variance.
+        # Statistics in the buffers' dtype (float32 under bf16/fp16 autocast, float64 for a .double() net).
+        dt = self.running_mean.dtype if self.running_mean is not None else (
+            torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype)
+        mean_g = torch.zeros(G * C, device=x.device, dtype=dt)
+        var_g = torch.ones(G * C, device=x.device, dtype=dt)
+        w = None if self.weight is None else self.weight.repeat(G)
+        b = None if self.bias is None else self.bias.repeat(G)
+        y = F.batch_norm(xg, mean_g, var_g, w, b, True, 1.0, self.eps)
+        if self.track_running_stats:
+            self._update_running_stats(mean_g.view(G, C), var_g.view(G, C), n=xg.numel() // (G * C))
+        return y.view_as(x)
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean_g: torch.Tensor, var_g: torch.Tensor, n: int) -> None:
+        """Merge per-group (G, C) mean / unbiased variance over n values into the running buffers."""
+        G = mean_g.shape[0]
+        mean = mean_g.mean(0)
+        var_biased = (var_g * ((n - 1) / n)).mean(0) + ((mean_g - mean) ** 2).mean(0)
+        N = n * G
+        var = var_biased * (N / max(N - 1, 1))  # unbiased, as nn.BatchNorm stores it
+        self.num_batches_tracked.add_(1)
+        f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean.mul_(1 - f).add_(mean.to(self.running_mean.dtype), alpha=f)
+        self.running_var.mul_(1 - f).add_(var.to(self.running_var.dtype), alpha=f)
+
+
+class FrozenBatchNorm3d(nn.BatchNorm3d):
+    """BatchNorm3d with frozen population statistics and affine, in train mode too.
+
+    The Non-local code's recipe for long clips (few clips per GPU): keep the pretrained
+    statistics. The state dict is BatchNorm3d's, so BN checkpoints load unchanged; the affine
+    parameters stay `nn.Parameter`s with requires_grad=False (so they show up, frozen, in
+    `named_parameters`). Precise BN leaves these layers alone.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 **kwargs) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, **kwargs)
+        self.weight.requires_grad_(False)
+        self.bias.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        # training=False: always the running statistics, never updated.
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            False, 0.0, self.eps)
+
+
+def _group_norm(num_channels: int, *, groups: int | None, channels_per_group: int | None,
+                eps: float, kind: str) -> nn.GroupNorm:
+    if kind == "ln":
+        g = 1
+    elif kind == "in":
+        g = num_channels
+    elif channels_per_group is not None:
+        if channels_per_group < 1 or num_channels % channels_per_group:
+            raise ValueError(
+                f"GroupNorm: channels_per_group={channels_per_group} does not divide {num_channels} "
+                f"channels; set channels_per_group to a divisor of {num_channels} (or use `groups`)"
+            )
+        g = num_channels // channels_per_group
+    else:
+        if groups is None or groups < 1 or num_channels % groups:
+            raise ValueError(
+                f"GroupNorm: groups={groups} does not divide {num_channels} channels; set `groups` "
+                f"to a divisor of {num_channels}, or set `channels_per_group` instead"
+            )
+        g = groups
+    return nn.GroupNorm(g, num_channels, eps=eps)
+
+
+def build_sync_bn_process_group(group_size: int | None):
+    """The process group a SyncBatchNorm syncs over: all processes (None) or groups of group_size.
+
+    Collective: every rank must call it, in the same order. Returns None (meaning the world group)
+    when no process group is initialised or group_size is None.
+    """
+    if group_size is None or not (dist.is_available() and dist.is_initialized()):
+        return None
+    world = dist.get_world_size()
+    if group_size < 1 or world % group_size:
+        raise ValueError(
+            f"sync_bn_group_size={group_size} does not divide the world size {world}; set it to a "
+            f"divisor of {world} (or null to sync over all processes)"
+        )
+    subgroup, _ = dist.new_subgroups(group_size)
+    return subgroup
+
+
+def set_sync_bn_process_group(model: nn.Module, group_size: int | None) -> int:
+    """Point every nn.SyncBatchNorm in `model` at groups of `group_size` processes.
+
+    Collective (see build_sync_bn_process_group). Returns the number of layers changed (0 when no
+    process group is initialised). I3DResNet calls it on its first forward after DDP start-up,
+    since under Lightning the model is usually built before the process group exists.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.SyncBatchNorm)]
+    if not layers or not (dist.is_available() and dist.is_initialized()):
+        return 0
+    group = build_sync_bn_process_group(group_size)
+    for m in layers:
+        m.process_group = group
+    return len(layers)
+
+
+def make_norm(
+    norm: str,
+    *,
+    groups: int = 32,
+    channels_per_group: int | None = None,
+    bn_clips: int | None = None,
+    eps: float = 1e-5,
+    momentum: float = 0.1,
+    sync_bn_group_size: int | None = None,
+) -> Callable[[int], nn.Module]:
+    """Factory for the normalization layer; every call site is `norm(C)`.
+
+    Args:
+        norm: bn, gn, ln, in, sync_bn or frozen_bn (aliases in the module docstring).
+        groups: GN group count (GN paper default 32).
+        channels_per_group: GN channels per group instead of a fixed group count.
+        bn_clips: for `bn` only: statistics over groups of this many clips (SubBatchNorm3d);
+            None = over the whole per-process batch.
+        eps: epsilon of every norm.
+        momentum: running-statistics momentum of the BN variants.
+        sync_bn_group_size: for `sync_bn`: sync within groups of this many processes
+            (None = all). Built here if a process group exists already; otherwise see
+            `set_sync_bn_process_group`.
+    """
+    kind = canonical_norm_name(norm)
+    if bn_clips is not None and kind != "bn":
+        raise ValueError(f"bn_clips={bn_clips} applies to norm='bn' only, not {norm!r}; set bn_clips to null")
+    if sync_bn_group_size is not None and kind != "sync_bn":
+        raise ValueError(f"sync_bn_group_size applies to norm='sync_bn' only, not {norm!r}")
+    if kind == "bn":
+        if bn_clips is None:
+            return partial(nn.BatchNorm3d, eps=eps, momentum=momentum)
+        if bn_clips < 1:
+            raise ValueError(f"bn_clips must be >= 1 (clips per BN group), got {bn_clips}")
+        return partial(SubBatchNorm3d, bn_clips=bn_clips, eps=eps, momentum=momentum)
+    if kind == "frozen_bn":
+        return partial(FrozenBatchNorm3d, eps=eps, momentum=momentum)
+    if kind == "sync_bn":
+        group = build_sync_bn_process_group(sync_bn_group_size)
+        return partial(nn.SyncBatchNorm, eps=eps, momentum=momentum, process_group=group)
+    return partial(_group_norm, groups=groups, channels_per_group=channels_per_group, eps=eps, kind=kind)
+
+
+# Every normalization module type (incl. SyncBN, FrozenBN and SubBN: all _BatchNorm subclasses).
+_NORM_TYPES = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def is_norm(module: nn.Module) -> bool:
+    """True for every normalization layer (BN variants, GN/LN/IN)."""
+    return isinstance(module, _NORM_TYPES)
+
+
+def is_batch_norm(module: nn.Module) -> bool:
+    """True for BN layers whose population statistics are estimated from data (not FrozenBN)."""
+    return (isinstance(module, _BatchNorm) and not isinstance(module, FrozenBatchNorm3d)
+            and module.track_running_stats)
+
+
+def param_groups(model: nn.Module, weight_decay: float, norm_bias_decay: bool = False) -> list[dict]:
+    """Optimizer parameter groups: weight decay on conv/fc weights only.
+
+    With norm_bias_decay=False (the usual recipe), norm parameters (gamma, beta) and every bias go
+    to a group with weight_decay=0. Frozen parameters (requires_grad=False, e.g. frozen_bn) are
+    left out. Groups carry a "name" ("decay" / "no_decay"); empty groups are dropped.
+    """
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if not norm_bias_decay and (is_norm(module) or pname == "bias" or p.ndim <= 1):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay},
+              {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
