@@ -10,9 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
 from vidgn.data.lists import write_list
 from vidgn.data.synthetic import SyntheticDataset, make_synthetic
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests with one torch thread: heavy conv tests ran ~8x slower with 2 OpenMP
+    threads when the 2 cores were shared (threads spin-waiting on each other)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ late frames), undecodable-codec and missing files are reported with a reason; ex
 cleaned list are right."""
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 
@@ -11,7 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from vidgn.data.check import add_parser, check_video
+from vidgn.cli import main
+from vidgn.data.check import check_video
 from vidgn.data.lists import parse_list, resolve
 
 
@@ -76,10 +76,7 @@ def test_check_video_reasons(videos):
 
 
 def _run(argv):
-    parser = argparse.ArgumentParser(prog="vidgn")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["check-videos", *argv])
-    return args.func(args)
+    return main(["check-videos", *argv])
 
 
 def test_cli_reports_bad_videos_exit_status_and_clean_list(videos, tmp_path, capsys):

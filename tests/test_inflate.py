@@ -11,14 +11,7 @@ from vidgn.models import I3DResNet, load_pretrained_2d
 from vidgn.models.inflate import map_2d_key
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The 2 CPU cores are shared: with 2 OpenMP threads these tests ran ~8x slower under load
-    # (threads spin-waiting on each other), with 1 thread they barely notice it.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # float32 through ~50 layers: relative tolerance on the largest value of each output.
 REL_TOL = 1e-4

@@ -2,13 +2,12 @@
 trimmed and plain names, mp4/webm, some clips missing."""
 from __future__ import annotations
 
-import argparse
 import csv
 import shutil
 
 import pytest
 
-from vidgn.data.kinetics import add_parser
+from vidgn.cli import main
 from vidgn.data.lists import parse_list, read_classes, resolve
 
 CLASSES = ["zumba", "passing American football (in game)", "abseiling"]  # unsorted on purpose
@@ -84,10 +83,7 @@ def kinetics(synthetic_dataset, tmp_path):
 
 
 def _run(argv):
-    parser = argparse.ArgumentParser(prog="vidgn")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["prepare-kinetics", *argv])
-    return args.func(args)
+    return main(["prepare-kinetics", *argv])
 
 
 def test_prepare_kinetics_lists_classes_and_missing(kinetics, tmp_path, capsys):

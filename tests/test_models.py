@@ -15,14 +15,7 @@ from vidgn.models import I3DResNet, SubBatchNorm3d
 from vidgn.models.flops import count_flops
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The 2 CPU cores are shared: with 2 OpenMP threads these tests ran ~8x slower under load
-    # (threads spin-waiting on each other), with 1 thread they barely notice it.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NORMS = [("bn", {}), ("gn", {"groups": 4}), ("gn", {"channels_per_group": 2}), ("ln", {}), ("in", {}),
          ("sync_bn", {}), ("frozen_bn", {}), ("bn", {"bn_clips": 2})]

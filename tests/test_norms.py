@@ -8,14 +8,7 @@ from vidgn.models import I3DResNet, is_norm, make_norm, param_groups
 from vidgn.models.norms import FrozenBatchNorm3d, SubBatchNorm3d, canonical_norm_name
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The 2 CPU cores are shared: with 2 OpenMP threads these tests ran ~8x slower under load
-    # (threads spin-waiting on each other), with 1 thread they barely notice it.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name,expected", [

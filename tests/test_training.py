@@ -72,6 +72,20 @@ def test_fit_then_test_writes_run_directory(tmp_path, synthetic_dataset):
     assert len(rows) == num_val and rows[0]["pred_1_name"] in synthetic_dataset.classes
     assert (root / "config_test.yaml").is_file() and (root / "config.yaml").is_file()
 
+    run_lightning_cli(["predict", *run_args(synthetic_dataset, root), "--data.predict_list",
+                       str(synthetic_dataset.val_list), "--ckpt_path", str(root / "checkpoints/last.ckpt")])
+    predicted = list(csv.DictReader((root / "predict_predictions.csv").open()))
+    assert [r["video"] for r in predicted] == [r["video"] for r in rows]
+    # the same checkpoint and views give the same video-level predictions in test and predict
+    assert [r["pred_1"] for r in predicted] == [r["pred_1"] for r in rows]
+
+
+def test_precise_bn_recomputes_statistics_before_validation(tmp_path, synthetic_dataset, caplog):
+    args = run_args(synthetic_dataset, tmp_path / "run", epochs=1, norm="bn")
+    with caplog.at_level("INFO", logger="vidgn.training"):
+        run_lightning_cli(["fit", *args, "--precise_bn.num_batches", "2"])
+    assert "precise BN: recomputed statistics over 2 training batches" in caplog.text
+
 
 def test_lr_is_scaled_by_total_batch(tmp_path, synthetic_dataset):
     args = run_args(synthetic_dataset, tmp_path / "run", epochs=1)
