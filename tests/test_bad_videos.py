@@ -1,0 +1,163 @@
+"""Bad input: zero-byte, truncated, garbage and late-corrupted files.
+
+Training replaces, counts and logs each once; too many stop the run with the command to fix it;
+evaluation leaves them out and lists them; workers survive all of it.
+"""
+import logging
+import shutil
+
+import av
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from vidgn.data import KineticsDataModule
+from vidgn.data.datamodule import TooManyBadVideos
+from vidgn.data.lists import parse_list, write_list
+
+TINY = dict(num_frames=4, sampling_rate=2, train_short_side=(40, 48), train_crop=32, test_short_side=40,
+            val_crop=32, test_crop=40, num_test_clips=1, num_workers=0)
+
+
+def write_late_corrupt(path):
+    """A real faststart H.264 mp4 whose second half is overwritten: it opens and its first frames
+    decode, later ones fail."""
+    rng = np.random.default_rng(0)
+    c = av.open(str(path), "w", options={"movflags": "faststart"})
+    s = c.add_stream("libx264", rate=25, options={"g": "10"})
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    for _ in range(60):
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), format="rgb24")
+        for p in s.encode(frame):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+    data = bytearray(path.read_bytes())
+    pos = int(len(data) * 0.6)
+    data[pos:pos + 2000] = np.random.default_rng(1).integers(0, 255, 2000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def bad_root(synthetic_dataset, tmp_path_factory):
+    """4 good videos + zero-byte, truncated (first half of an mp4), garbage and late-corrupt files."""
+    root = tmp_path_factory.mktemp("bad")
+    good = [e for e in parse_list(synthetic_dataset.train_list, synthetic_dataset.root)
+            if e.path.endswith(".mp4")][:4]
+    rows = []
+    for i, e in enumerate(good):
+        shutil.copy(synthetic_dataset.root / e.path, root / f"good{i}.mp4")
+        rows.append((f"good{i}.mp4", e.label))
+    (root / "zero.mp4").write_bytes(b"")
+    src = (synthetic_dataset.root / good[0].path).read_bytes()
+    (root / "truncated.mp4").write_bytes(src[: len(src) // 2])
+    (root / "garbage.mp4").write_bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes())
+    write_late_corrupt(root / "late.mp4")
+    rows += [("zero.mp4", 0), ("truncated.mp4", 1), ("garbage.mp4", 2), ("late.mp4", 3)]
+    write_list(root / "list.txt", rows)
+    shutil.copy(synthetic_dataset.classes_file, root / "classes.txt")
+    return root
+
+
+BAD = {"zero.mp4", "truncated.mp4", "garbage.mp4", "late.mp4"}
+
+
+def dm_for(root, **kw):
+    args = dict(data_root=str(root), train_list=str(root / "list.txt"), val_list=str(root / "list.txt"),
+                test_list=str(root / "list.txt"), **TINY)
+    args.update(kw)
+    return KineticsDataModule(**args)
+
+
+def run_epoch(dm, split):
+    rows = []
+    for batch in getattr(dm, f"{split}_dataloader")():
+        batch = dm.on_after_batch_transfer(dm.on_before_batch_transfer(batch, 0), 0)
+        rows.append(batch)
+    return rows
+
+
+def test_late_corrupt_video_opens_then_fails(bad_root):
+    from vidgn.data.video import VideoDecodeError, decode_frames, open_video
+
+    reader, info = open_video(bad_root / "late.mp4")
+    assert decode_frames(reader, range(4)).shape[0] == 4  # the start is fine
+    with pytest.raises(VideoDecodeError, match="decode failed"):
+        decode_frames(reader, range(info.num_frames))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_replaces_counts_and_logs_once(bad_root, caplog, workers):
+    dm = dm_for(bad_root, num_frames=32, sampling_rate=2, clips_per_gpu=4, max_bad_fraction=0.5,
+                num_workers=workers)
+    dm.setup("fit")
+    caplog.set_level(logging.WARNING, logger="vidgn.data")
+    for epoch in range(2):
+        batches = run_epoch(dm, "train")
+        # every batch is full: failed videos were replaced by good ones
+        assert len(batches) == 2 and all(b["video"].shape[0] == 4 for b in batches)
+        names = {dm.entries("train")[int(i)].path for b in batches for i in b["video_index"]}
+        assert not names & BAD
+        assert dm.bad_count("train") == 4  # each bad file is drawn once per epoch, counted once
+        bad = dm.bad_videos("train")
+        assert {b.path.rsplit("/", 1)[-1] for b in bad} == BAD and all(b.reason for b in bad)
+        dm.reset_bad("train")
+        assert dm.bad_count("train") == 0
+    logged = [r.getMessage() for r in caplog.records if r.name == "vidgn.data"]
+    for name in BAD:  # logged once over both epochs, with its path and a reason
+        hits = [m for m in logged if f"/{name} " in m]
+        assert len(hits) == 1, (name, logged)
+    assert any("empty file" in m for m in logged)
+    assert any("late.mp4" in m and "decode failed" in m for m in logged)
+
+
+def test_too_many_bad_videos_stops_with_the_fix(bad_root):
+    dm = dm_for(bad_root, clips_per_gpu=8, max_bad_fraction=0.01)
+    dm.setup("fit")
+    with pytest.raises(TooManyBadVideos) as err:
+        run_epoch(dm, "train")
+    msg = str(err.value)
+    assert "vidgn check-videos" in msg and str(bad_root / "list.txt") in msg and "--data-root" in msg
+    assert "max_bad_fraction" in msg
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_evaluation_leaves_bad_out_and_lists_them(bad_root, split):
+    # 32x2 on the 60-frame late-corrupt file loops over every frame, so the window hits the damage
+    dm = dm_for(bad_root, num_frames=32, clips_per_gpu=2, max_bad_fraction=1.0)
+    dm.setup("validate" if split == "val" else "test")
+    batches = run_epoch(dm, split)
+    entries = dm.entries(split)
+    rows = {int(i) for b in batches for i in b["video_index"]}
+    assert {entries[i].path for i in rows} == {f"good{i}.mp4" for i in range(4)}  # nothing substituted
+    assert [b.path.rsplit("/", 1)[-1] for b in dm.bad_videos(split)] == ["zero.mp4", "truncated.mp4",
+                                                                         "garbage.mp4", "late.mp4"]
+    assert [b.video_index for b in dm.bad_videos(split)] == [4, 5, 6, 7]
+    # the last batches hold only bad videos: they still arrive, empty but well-shaped
+    crop = 32 if split == "val" else 40
+    empty = [b for b in batches if b["video"].shape[0] == 0]
+    assert empty and all(b["video"].shape == (0, 3, 32, crop, crop) and b["video"].dtype == torch.float32
+                         for b in empty)
+
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 4)
+
+    def training_step(self, batch, i):
+        assert "bad" not in batch
+        return torch.nn.functional.cross_entropy(self.fc(batch["video"].mean(dim=(2, 3, 4))), batch["label"])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_fit_survives_bad_videos(bad_root):
+    dm = dm_for(bad_root, clips_per_gpu=4, max_bad_fraction=0.5, val_list=None)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Tiny(), datamodule=dm)
+    assert trainer.global_step == 2 and dm.bad_count("train") == 4

@@ -1,0 +1,293 @@
+"""`vidgn bench data`: clip-loading throughput per worker, against pytorchvideo and the decode floor.
+
+For each clip shape (default 32x2 and 64x1) at the training crop, three loaders take the same
+training job (random window, random short side in [256, 320], random 224 crop, flip) on the same
+videos, each single-process (num_workers=0: the figure is per DataLoader worker):
+
+* vidgn    — ClipDataset, split "train": decord get_batch of the sampled frames, uint8 crop-then-
+             resize (normalisation is left to the GPU, as in training).
+* pytorchvideo — its LabeledVideoDataset with the decord backend and a RandomClipSampler over the
+             same window, plus a transform doing what pytorchvideo's Kinetics recipe does
+             (uniform temporal subsample, /255, normalise, short-side scale, random crop, flip)
+             on its float output. Its decord reader is pinned to the same number of threads
+             (its default 0 = one per core is not a per-worker figure).
+* floor    — decord VideoReader + get_batch of the same frame indices vidgn uses, nothing else.
+
+Each (loader, clip shape) runs in a fresh process (pytorchvideo switches decord's bridge to torch
+process-wide, and peak memory must be per loader), which reports clips/s (wall), CPU ms per clip
+and peak RSS (VmHWM), plus how much of it the loading added over the process after imports and
+setup (most of the rest is torch itself, shared between forked workers).
+
+Videos: `--data-root/--list`, or a config's `data:` section (`--config`), or else 340x256 H.264
+videos of 10 s made with `make_synthetic` into `--cache-dir` (reused when already there).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import multiprocessing as mp
+import os
+import platform
+import time
+from pathlib import Path
+
+METHODS = ("vidgn", "pytorchvideo", "floor")
+
+
+# ----------------------------------------------------------------------------- measurement (child)
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _pytorchvideo_loader(entries, root, t, s, crop, short_side, threads, mean, std):
+    """Iterator of pytorchvideo clips doing the same job as vidgn's training transform."""
+    import math
+    import random
+
+    import decord
+    import torch
+    from pytorchvideo.data import LabeledVideoDataset
+    from pytorchvideo.data.clip_sampling import RandomClipSampler
+    from pytorchvideo.data.encoded_video_decord import EncodedVideoDecord
+
+    from vidgn.data.lists import resolve
+
+    # Same decoder threads as vidgn: replace the default num_threads=0 ("auto", one per core).
+    d = list(EncodedVideoDecord.__init__.__defaults__)
+    d[-2] = threads  # (video_name, decode_audio, sample_rate, mono, width, height, num_threads, fault_tol)
+    EncodedVideoDecord.__init__.__defaults__ = tuple(d)
+    fps = decord.VideoReader(str(resolve(entries[0], root)), num_threads=1).get_avg_fps()
+    m = torch.tensor(mean).view(3, 1, 1, 1)
+    sd = torch.tensor(std).view(3, 1, 1, 1)
+    lo, hi = short_side
+
+    def transform(sample: dict) -> dict:
+        # pytorchvideo's recipe: UniformTemporalSubsample(T), x/255, Normalize, RandomShortSideScale,
+        # RandomCrop, RandomHorizontalFlip, on float (C, T, H, W).
+        x = sample["video"]
+        idx = torch.linspace(0, x.shape[1] - 1, t).clamp(0, x.shape[1] - 1).long()
+        x = x.index_select(1, idx) / 255.0
+        x = (x - m) / sd
+        size = random.randint(lo, hi)
+        h, w = x.shape[-2:]
+        new_h, new_w = (size, int(math.floor(w / h * size))) if h <= w else (int(math.floor(h / w * size)), size)
+        x = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        i, j = random.randint(0, new_h - crop), random.randint(0, new_w - crop)
+        x = x[..., i:i + crop, j:j + crop]
+        if random.random() < 0.5:
+            x = x.flip(-1)
+        sample["video"] = x
+        return sample
+
+    ds = LabeledVideoDataset([(str(resolve(e, root)), {"label": e.label}) for e in entries],
+                             RandomClipSampler(t * s / fps), transform=transform, decode_audio=False,
+                             decoder="decord")
+    def forever():  # LabeledVideoDataset stops after one pass over its video sampler
+        while True:
+            for item in ds:
+                yield item["video"]
+
+    return forever()
+
+
+def _measure(job: dict) -> dict:
+    """Run one loader for job['clips'] clips (after job['warmup']) in this process."""
+    import numpy as np
+    import torch
+
+    import decord  # noqa: F401  (imported before the memory baseline, for every loader alike)
+
+    torch.set_num_threads(job["threads"])  # one core per worker, like a DataLoader worker
+    from vidgn.data.dataset import ClipDataset, collate_clips
+    from vidgn.data.lists import parse_list, resolve
+
+    entries = parse_list(job["list"], job["root"], check_files=True)
+    t, s = job["num_frames"], job["sampling_rate"]
+    ds = ClipDataset(entries, job["root"], split="train", num_frames=t, sampling_rate=s,
+                     decode_threads=job["threads"], train_short_side=tuple(job["short_side"]),
+                     train_crop=job["crop"], flip=True)
+    order = np.random.default_rng(job["seed"]).integers(0, len(entries), job["warmup"] + job["clips"])
+    method = job["method"]
+    if method == "vidgn":
+        def clip(k):
+            # collate included: it makes the one copy of the clip into batch memory
+            return collate_clips([ds.item(int(order[k]), torch.Generator().manual_seed(job["seed"] + k))])["video"]
+    elif method == "floor":
+        import decord
+
+        def clip(k):
+            g = torch.Generator().manual_seed(job["seed"] + k)  # same draws -> same window as vidgn
+            path = str(resolve(entries[int(order[k])], job["root"]))
+            reader = decord.VideoReader(path, num_threads=job["threads"])
+            idx = ds.frame_indices(len(reader), reader.get_avg_fps(), 0, g)
+            return reader.get_batch(idx.tolist())
+    elif method == "pytorchvideo":
+        it = _pytorchvideo_loader(entries, job["root"], t, s, job["crop"], tuple(job["short_side"]),
+                                  job["threads"], job["mean"], job["std"])
+
+        def clip(k):
+            return next(it)
+    else:
+        raise ValueError(method)
+    base_kb = _rss_kb("VmRSS")  # after imports and setup, before the first clip
+    for k in range(job["warmup"]):
+        clip(k)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for k in range(job["warmup"], job["warmup"] + job["clips"]):
+        out = clip(k)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    shape = tuple(out.shape)
+    return {"method": method, "clip": f"{t}x{s}", "clips": job["clips"], "clips_per_s": job["clips"] / wall,
+            "cpu_ms_per_clip": 1000 * cpu / job["clips"], "peak_rss_mb": _rss_kb("VmHWM") / 1024,
+            "growth_mb": (_rss_kb("VmHWM") - base_kb) / 1024, "out_shape": list(shape)}
+
+
+def _child(job, queue):
+    try:
+        queue.put(_measure(job))
+    except BaseException as e:  # report, don't hang the parent
+        queue.put({"method": job["method"], "clip": f"{job['num_frames']}x{job['sampling_rate']}",
+                   "error": f"{type(e).__name__}: {e}"})
+
+
+def measure(job: dict, in_process: bool = False) -> dict:
+    if in_process:
+        return _measure(job)
+    ctx = mp.get_context("spawn")  # fresh process: own decord bridge, own peak RSS
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(job, queue))
+    proc.start()
+    while True:  # a child that dies without reporting (crash, OOM kill) must not hang the run
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Exception:
+            if not proc.is_alive():
+                result = {"method": job["method"], "clip": f"{job['num_frames']}x{job['sampling_rate']}",
+                          "error": f"measurement process died (exit code {proc.exitcode})"}
+                break
+    proc.join()
+    return result
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _load_config(path: str) -> dict:
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f) or {}
+    return cfg.get("data") or {}
+
+
+def _synthetic_videos(cache_dir: Path, num_videos: int, seconds: float, width: int, height: int):
+    """340x256 H.264, 30 fps, `seconds` long, `num_videos` of them, made once into cache_dir."""
+    from vidgn.data.synthetic import make_synthetic
+
+    tag = f"{num_videos}x{seconds:g}s_{width}x{height}"
+    root = cache_dir / tag
+    if not (root / "train.txt").is_file():
+        print(f"making {num_videos} synthetic {width}x{height} H.264 videos of {seconds:g} s in {root} ...",
+              flush=True)
+        make_synthetic(root, num_classes=2, train_per_class=(num_videos + 1) // 2, val_per_class=0,
+                       width=width, height=height, size_jitter=0.0, seconds=seconds, fps_choices=(30,),
+                       webm_fraction=0.0, seed=0, workers=min(2, os.cpu_count() or 1))
+    return str(root), str(root / "train.txt")
+
+
+def _parse_clip(text: str) -> tuple[int, int]:
+    t, s = text.lower().split("x")
+    return int(t), int(s)
+
+
+def bench_data(args) -> list[dict]:
+    data = _load_config(args.config) if args.config else {}
+    root = args.data_root or data.get("data_root")
+    lst = args.list or data.get("train_list")
+    if not (root and lst and Path(lst).is_file()):
+        root, lst = _synthetic_videos(Path(args.cache_dir), args.videos, args.seconds, 340, 256)
+    short_side = tuple(args.short_side or data.get("train_short_side") or (256, 320))
+    crop = args.crop or data.get("train_crop") or 224
+    threads = args.decode_threads or data.get("decode_threads") or 1
+    mean = tuple(data.get("mean") or (0.45, 0.45, 0.45))
+    std = tuple(data.get("std") or (0.225, 0.225, 0.225))
+    print(f"videos: {lst} (data root {root}); crop {crop}, short side {short_side}, {threads} decode thread(s)",
+          flush=True)
+    clips = args.clip or ["32x2", "64x1"]
+    methods = [m for m in METHODS if m not in (args.skip or [])]
+    results = []
+    for text in clips:
+        t, s = _parse_clip(text)
+        for method in methods:
+            job = dict(method=method, root=root, list=lst, num_frames=t, sampling_rate=s, crop=crop,
+                       short_side=short_side, threads=threads, clips=args.clips, warmup=args.warmup,
+                       seed=args.seed, mean=mean, std=std)
+            r = measure(job, in_process=args.in_process)
+            results.append(r)
+            if "error" in r:
+                print(f"{r['clip']:>5} {method:<13} ERROR {r['error']}", flush=True)
+            else:
+                print(f"{r['clip']:>5} {method:<13} {r['clips_per_s']:7.2f} clips/s  {r['cpu_ms_per_clip']:7.1f} "
+                      f"CPU ms/clip  peak RSS {r['peak_rss_mb']:6.0f} MB "
+                      f"(+{r['growth_mb']:.0f} MB over imports)", flush=True)
+    return results
+
+
+def summary_table(results: list[dict]) -> str:
+    by = {(r["clip"], r["method"]): r for r in results if "error" not in r}
+    lines = ["| clip | loader | clips/s | CPU ms/clip | peak RSS MB | of which loading | vs pytorchvideo | vs floor |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (clip, method), r in by.items():
+        pv, fl = by.get((clip, "pytorchvideo")), by.get((clip, "floor"))
+        vs_pv = f"{r['clips_per_s'] / pv['clips_per_s']:.2f}x" if pv else "-"
+        vs_fl = f"{r['clips_per_s'] / fl['clips_per_s']:.2f}x" if fl else "-"
+        lines.append(f"| {clip} | {method} | {r['clips_per_s']:.2f} | {r['cpu_ms_per_clip']:.0f} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['growth_mb']:.0f} | {vs_pv} | {vs_fl} |")
+    return "\n".join(lines)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="speed benchmarks (`vidgn bench data`)")
+    sub = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    d = sub.add_parser("data", help="clip loading throughput per worker vs pytorchvideo and the decode floor",
+                       description=__doc__.split("\n\n")[0])
+    d.add_argument("--config", help="YAML whose data: section gives data_root, train_list, crop, ...")
+    d.add_argument("--data-root", help="folder the list's paths are relative to")
+    d.add_argument("--list", help="video list (`path label` lines); default: the config's train_list, "
+                                  "else synthetic videos in --cache-dir")
+    d.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "vidgn", "bench"),
+                   help="where synthetic benchmark videos are made and reused")
+    d.add_argument("--videos", type=int, default=6, help="synthetic videos to make")
+    d.add_argument("--seconds", type=float, default=10.0, help="length of synthetic videos")
+    d.add_argument("--clip", action="append", help="clip shape TxS, repeatable (default 32x2 and 64x1)")
+    d.add_argument("--crop", type=int, help="training crop (default: config or 224)")
+    d.add_argument("--short-side", type=int, nargs=2, metavar=("LO", "HI"), help="default: config or 256 320")
+    d.add_argument("--decode-threads", type=int, help="decord threads (default: config or 1)")
+    d.add_argument("--clips", type=int, default=30, help="timed clips per loader and shape")
+    d.add_argument("--warmup", type=int, default=3, help="untimed clips first")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--skip", action="append", choices=METHODS, help="leave a loader out (repeatable)")
+    d.add_argument("--in-process", action="store_true",
+                   help="measure in this process (fast smoke runs; peak memory then is the whole run's)")
+    d.add_argument("--json", help="also write the results (with date, machine, command) to this file")
+    d.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    results = bench_data(args)
+    print()
+    print(summary_table(results))
+    if args.json:
+        meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
+                "cpus": os.cpu_count(), "processor": platform.processor(), "command": " ".join(sys.argv),
+                "results": results}
+        Path(args.json).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return 1 if any("error" in r for r in results) else 0

@@ -1,0 +1,154 @@
+"""Spatial transforms of decoded clips, on uint8 in the workers; normalisation waits for the GPU.
+
+The paper's recipe (Wu & He 2018, Sec. 6, after Wang et al.'s non-local nets): training scales the
+short side to a random size in [256, 320], takes a random 224x224 crop and flips horizontally;
+testing scales the short side to 256 and takes 3 crops of 256 along the long side (fully
+convolutional testing) — or, for quick validation, one centre 224 crop.
+
+Why uint8 and crop-then-resize: resizing every whole frame in float costs several times the decode
+itself. Instead we work out the crop box in the *resized* geometry, map it back to source pixels,
+cut that region out and resize only it, with torchvision's uint8 antialiased resize (fast on the
+channels-last layout that decord's (T, H, W, 3) frames give for free). The box is rounded to whole
+source pixels, so the crop can be off by under one source pixel compared with resize-then-crop;
+the antialias filter also sees no pixels outside the box at its edges. Neither matters for
+training. Multi-crop testing resizes the whole frame once (the crops cover it anyway) and slices.
+
+All functions take frames as (T, H, W, 3) uint8 and return views as (V, 3, T, h, w) uint8 whose
+memory is (V, T, h, w, 3)-ordered (torch.channels_last_3d): that is how the frames come out of the
+decoder and the resize, so no worker spends time transposing; collate_clips keeps that layout and
+`normalize` makes the batch contiguous on the device, where the copy is free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchvision.transforms.v2.functional as TF
+
+
+@dataclass(frozen=True)
+class Box:
+    """A crop rectangle in pixel coordinates: rows [top, top+height), columns [left, left+width)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(h, w) after scaling so that the shorter side is `short_side`, keeping the aspect ratio."""
+    scale = short_side / min(height, width)
+    if height <= width:
+        return short_side, max(short_side, int(round(width * scale)))
+    return max(short_side, int(round(height * scale))), short_side
+
+
+def multi_crop_boxes(height: int, width: int, crop: int, num_crops: int) -> list[Box]:
+    """Crops of `crop` x `crop` for testing, in the (already scaled) frame of size (height, width).
+
+    num_crops == 1: the centre crop. num_crops == 3: first / centre / last along the long side
+    (left, centre, right for landscape; top, centre, bottom for portrait), centred on the short
+    side, so together they cover both ends of the frame (the paper's 3-crop testing).
+    """
+    if crop > min(height, width):
+        raise ValueError(f"crop {crop} is larger than the scaled frame {height}x{width}; "
+                         "use a crop no larger than the short side")
+    if num_crops not in (1, 3):
+        raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
+    centre_top, centre_left = (height - crop) // 2, (width - crop) // 2
+    if num_crops == 1:
+        return [Box(centre_top, centre_left, crop, crop)]
+    if width >= height:
+        return [Box(centre_top, left, crop, crop) for left in (0, centre_left, width - crop)]
+    return [Box(top, centre_left, crop, crop) for top in (0, centre_top, height - crop)]
+
+
+def source_box(height: int, width: int, scaled: tuple[int, int], box: Box) -> Box:
+    """Map a box given in the scaled frame back to whole source pixels (clamped to the frame)."""
+    sy, sx = height / scaled[0], width / scaled[1]
+    top, left = int(round(box.top * sy)), int(round(box.left * sx))
+    h = max(1, min(height - top, int(round(box.height * sy))))
+    w = max(1, min(width - left, int(round(box.width * sx))))
+    return Box(top, left, h, w)
+
+
+def _as_tchw(frames: torch.Tensor) -> torch.Tensor:
+    # (T, H, W, 3) -> (T, 3, H, W) as a view: channels-last strides, the layout torchvision's fast
+    # uint8 resize wants.
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {tuple(frames.shape)} {frames.dtype}")
+    return frames.permute(0, 3, 1, 2)
+
+
+def _crop_resize(video: torch.Tensor, box: Box, out_hw: tuple[int, int]) -> torch.Tensor:
+    # video (T, 3, H, W) uint8 -> (T, 3, out_h, out_w) uint8.
+    region = video[:, :, box.top:box.top + box.height, box.left:box.left + box.width]
+    if (box.height, box.width) == tuple(out_hw):
+        return region
+    # Antialiasing only matters when shrinking; enlarging (the usual case for 340x256 Kinetics at
+    # short side 256..320) takes the cheaper plain bilinear kernel.
+    shrink = box.height > out_hw[0] or box.width > out_hw[1]
+    return TF.resize(region, list(out_hw), antialias=shrink)
+
+
+def train_view(frames: torch.Tensor, *, short_side_range: tuple[int, int] = (256, 320), crop: int = 224,
+               flip: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training augmentation: random short side in [lo, hi], random crop, random horizontal flip.
+
+    frames: (T, H, W, 3) uint8. Returns (1, 3, T, crop, crop) uint8.
+    """
+    lo, hi = short_side_range
+    if lo > hi or crop > lo:
+        raise ValueError(f"need crop <= short_side_range[0] <= short_side_range[1], got crop={crop}, range={short_side_range}")
+    video = _as_tchw(frames)  # (T, 3, H, W)
+    height, width = video.shape[-2:]
+    short = int(torch.randint(lo, hi + 1, (1,), generator=generator).item())
+    scaled = scaled_size(height, width, short)
+    top = int(torch.randint(0, scaled[0] - crop + 1, (1,), generator=generator).item())
+    left = int(torch.randint(0, scaled[1] - crop + 1, (1,), generator=generator).item())
+    src = source_box(height, width, scaled, Box(top, left, crop, crop))
+    out = _crop_resize(video, src, (crop, crop))  # (T, 3, crop, crop)
+    if flip and bool(torch.rand((), generator=generator) < 0.5):
+        # Flip in the (T, H, W, 3) memory order the resize produced: faster than flipping the
+        # channels-last (T, 3, H, W) view, and the result keeps that layout for collate's memcpy.
+        out = out.permute(0, 2, 3, 1).flip(2).permute(0, 3, 1, 2)
+    # A view, not a copy: collate's torch.cat does the one copy into the batch. Its memory stays
+    # (T, H, W, 3)-ordered (channels_last_3d); normalize() makes it contiguous on the device.
+    return out.permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, T, crop, crop)
+
+
+def eval_views(frames: torch.Tensor, *, short_side: int = 256, crop: int = 256, num_crops: int = 3) -> torch.Tensor:
+    """Deterministic test/validation views: scale the short side, then 1 centre or 3 crops.
+
+    frames: (T, H, W, 3) uint8. Returns (num_crops, 3, T, crop, crop) uint8, crops ordered as
+    multi_crop_boxes (left/top, centre, right/bottom).
+    """
+    video = _as_tchw(frames)  # (T, 3, H, W)
+    height, width = video.shape[-2:]
+    scaled = scaled_size(height, width, short_side)
+    boxes = multi_crop_boxes(*scaled, crop, num_crops)
+    if num_crops == 1:
+        views = [_crop_resize(video, source_box(height, width, scaled, boxes[0]), (crop, crop))]
+    else:
+        # The crops cover the whole frame: one resize of everything beats three overlapping ones.
+        if scaled != (height, width):
+            video = TF.resize(video, list(scaled), antialias=scaled[0] < height)
+        views = [video[:, :, b.top:b.top + b.height, b.left:b.left + b.width] for b in boxes]
+    # Stack in (T, H, W, 3) order (row-segment copies), then view as (V, 3, T, crop, crop).
+    return torch.stack([v.permute(0, 2, 3, 1) for v in views]).permute(0, 4, 1, 2, 3)
+
+
+def normalize(video: torch.Tensor, mean: tuple[float, float, float] = (0.45, 0.45, 0.45),
+              std: tuple[float, float, float] = (0.225, 0.225, 0.225)) -> torch.Tensor:
+    """uint8 (B, 3, T, H, W) in [0, 255] -> float32 ((x / 255) - mean) / std, on x's device.
+
+    Run on the GPU after the batch transfer: moving uint8 is 4x less traffic than float and the
+    arithmetic is free there. mean/std 0.45/0.225 on [0, 1] are the PySlowFast Kinetics defaults (the
+    paper does not state them).
+    """
+    shape = (1, -1, 1, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=video.device).view(shape)
+    s = torch.tensor(std, dtype=torch.float32, device=video.device).view(shape)
+    # contiguous(): workers hand over (T, H, W, 3)-ordered memory; the copy is free on the GPU.
+    return video.float().div_(255.0).sub_(m).div_(s).contiguous()
