@@ -111,7 +111,7 @@ def test_seeded_deterministic_runs_repeat(tmp_path, synthetic_dataset):
         run_lightning_cli(["fit", *run_args(synthetic_dataset, root, epochs=1), "--trainer.deterministic", "true",
                            "--trainer.log_every_n_steps", "1", "--trainer.limit_val_batches", "0"])
         rows = list(csv.DictReader((root / "metrics.csv").open()))
-        losses.append([r["train/loss_step"] for r in rows if r.get("train/loss_step")])
+        losses.append([r["train/loss"] for r in rows if r.get("train/loss")])
     assert losses[0] and losses[0] == losses[1]
 
 

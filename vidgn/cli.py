@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 # Module that implements each tool subcommand. Each module has `add_parser(subparsers)`, which
@@ -44,9 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
         from vidgn.training.cli import run_lightning_cli
 
-        run_lightning_cli(argv)  # None: LightningCLI reads sys.argv itself
+        try:
+            run_lightning_cli(argv)  # None: LightningCLI reads sys.argv itself
+        except SIGTERMException:
+            # Preempted (SIGTERM/SIGUSR1): checkpoints/last.ckpt was saved; exit as a killed process
+            # would, so that job scripts can tell an interrupted run from a finished one.
+            return 128 + signal.SIGTERM
         return 0
     args = build_parser().parse_args(args_list)
     return int(args.func(args) or 0)
