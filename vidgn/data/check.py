@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,41 +28,29 @@ from vidgn.data.lists import ListError, parse_list, read_classes, resolve
 # reported as truncated; the slack keeps clips whose audio outlasts the video by a little readable.
 TRUNCATION_SLACK_S = 0.5
 TRUNCATION_SLACK_FRAC = 0.1
-_DECORD_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
-
-
-def _clean_error(e: BaseException) -> str:
-    # decord errors carry C++ file:line prefixes and stack traces; keep the first meaningful line.
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return _DECORD_PREFIX.sub("", text).strip()[:300]
 
 
 def check_video(path: str, num_threads: int = 1) -> str | None:
     """None if `path` decodes (first, middle, last frame), else the reason it does not.
 
-    Creates the decord reader here, i.e. inside the worker process (never before a fork).
+    Decodes through `vidgn.data.video`, the same code the training pipeline uses, so a video passes
+    here exactly when training can read it. The reader is created here, i.e. inside the worker
+    process (never before a fork).
     """
+    from vidgn.data.video import VideoDecodeError, decode_frames, open_video  # torch: only in workers
+
     if not os.path.exists(path):
         return "file not found"
-    if os.path.getsize(path) == 0:
-        return "empty file (0 bytes)"
-    import decord
-
     try:
-        vr = decord.VideoReader(path, num_threads=num_threads)
-    except Exception as e:  # decord raises RuntimeError or its DECORDError
-        return f"cannot open: {_clean_error(e)}"
-    n = len(vr)
-    if n <= 0:
-        return "no video frames"
-    for idx in sorted({0, n // 2, n - 1}):
-        try:
-            frames = vr.get_batch([idx])
-        except Exception as e:
-            return f"frame {idx} of {n} does not decode: {_clean_error(e)}"
-        shape = tuple(frames.shape)
-        if len(shape) != 4 or shape[0] != 1 or min(shape[1:]) <= 0:
-            return f"frame {idx} of {n} decodes to shape {shape}"
+        vr, info = open_video(path, num_threads=num_threads)
+        n = info.num_frames
+        for idx in sorted({0, n // 2, n - 1}):
+            try:
+                decode_frames(vr, [idx], path)
+            except VideoDecodeError as e:
+                return f"frame {idx} of {n} does not decode: {e.reason}"
+    except VideoDecodeError as e:
+        return e.reason
     declared = _declared_duration(path)
     if declared is not None:
         decoded = float(vr.get_frame_timestamp(n - 1)[1])
