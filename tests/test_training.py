@@ -154,3 +154,22 @@ def test_two_process_ddp_fit_on_cpu(tmp_path, synthetic_dataset):
     last = torch.load(root / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     # each process gets its own clips_per_gpu distinct clips: half the steps of one process
     assert last["global_step"] == steps_per_epoch(synthetic_dataset, world_size=2)
+
+
+def test_bad_training_video_is_replaced_and_counted_per_epoch(tmp_path, synthetic_dataset):
+    # The fixture's training list with absolute paths, plus one file that is not a video.
+    garbage = tmp_path / "corrupt.mp4"
+    garbage.write_bytes(b"\x00not a video" * 100)
+    lines = [line.rsplit(" ", 1) for line in Path(synthetic_dataset.train_list).read_text().splitlines() if line]
+    lines = lines[: 2 * CLIPS - 1]  # with the corrupt file: two full batches, so every epoch draws it
+    train = tmp_path / "train.txt"
+    train.write_text("".join(f"{synthetic_dataset.root / p} {label}\n" for p, label in lines) + f"{garbage} 0\n")
+    root = tmp_path / "run"
+    args = [*run_args(synthetic_dataset, root, epochs=2), "--data.train_list", str(train),
+            "--data.classes_file", str(synthetic_dataset.classes_file), "--data.max_bad_fraction", "0.2",
+            "--trainer.limit_val_batches", "0"]
+    cli = run_lightning_cli(["fit", *args])
+    assert cli.trainer.global_step == 2 * 2  # two epochs of two batches: the bad video was replaced
+    rows = [r for r in csv.DictReader((root / "metrics.csv").open()) if r.get("data/bad_train_videos")]
+    # each epoch drew the corrupt file, replaced it, and counted it once
+    assert [float(r["data/bad_train_videos"]) for r in rows] == [1.0, 1.0]
