@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -38,13 +39,22 @@ class PreciseBN(L.Callback):
             return
         # A fresh loader: re-iterating the running one would reset its (persistent) workers mid-epoch.
         loader = trainer.datamodule.train_dataloader() if trainer.datamodule else trainer.train_dataloader
-        batches = (
-            pl_module._apply_batch_transfer_handler(batch)["video"]
-            for batch in itertools.islice(loader, self.num_batches)
-        )
+        batches = (self._to_device(trainer, pl_module, batch) for batch in itertools.islice(loader, self.num_batches))
         used = update_bn_stats(pl_module.network, batches, self.num_batches)
         if used:
             log.info("precise BN: recomputed statistics over %d training batches", used)
+
+
+    @staticmethod
+    def _to_device(trainer: L.Trainer, pl_module: L.LightningModule, batch: dict) -> torch.Tensor:
+        # The same hooks a training batch goes through: drop failed samples, move, normalise.
+        datamodule = trainer.datamodule
+        if datamodule is not None:
+            batch = datamodule.on_before_batch_transfer(batch, 0)
+        batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+        if datamodule is not None:
+            batch = datamodule.on_after_batch_transfer(batch, 0)
+        return batch["video"]  # (B, 3, T, H, W)
 
 
 class BadVideoLogger(L.Callback):

@@ -90,8 +90,10 @@ class VideoClassifier(L.LightningModule):
     def configure_model(self) -> None:
         if self.hparams.channels_last:
             self.network.to(memory_format=torch.channels_last_3d)
-        if self.hparams.compile and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
-            self.network = torch.compile(self.network)
+        if self.hparams.compile:
+            # In place (nn.Module.compile): parameter names, hence checkpoints, stay those of the
+            # plain network, so a compiled run's checkpoint loads without compile and vice versa.
+            self.network.compile()
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W) -> (B, C)
         if self.hparams.channels_last:
