@@ -1,7 +1,8 @@
 """GPU checks of the real Table 8 networks (skipped without CUDA; run with `-m gpu`).
 
 One training step of I3D ResNet-50 at the paper's clip shapes and clips per GPU, bf16 autocast and
-channels_last_3d as in configs/kinetics: the step must be finite and fit in memory.
+channels_last_3d as in configs/kinetics: the step must run (no out-of-memory) and stay finite;
+the peak memory is printed (`-s`) for docs/benchmarks.md.
 """
 import pytest
 import torch
@@ -33,4 +34,3 @@ def test_r50_training_step_bf16(norm, frames, clips):
     assert torch.isfinite(loss)
     peak_gib = torch.cuda.max_memory_allocated() / 2**30
     print(f"{norm} {frames}f x {clips} clips: peak {peak_gib:.1f} GiB")
-    assert peak_gib < torch.cuda.get_device_properties(0).total_memory / 2**30
