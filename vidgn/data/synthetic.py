@@ -11,6 +11,9 @@ webm, ~340x256, 24/25/30 fps) and a task in which a 3D model must use time:
   Many classes come in time-reversed pairs (moving right/left, clockwise/counter-clockwise), so one
   frame carries no class information: start positions, orientations, shapes and colours are drawn
   from the same distributions for every class;
+* the actor performs its motion inside a central "stage" (see STAGE_MARGIN), so that the crops of
+  the training/testing pipeline keep the class cue; translations wrap around the whole frame;
+  `object_size` sets how large objects are relative to the frame;
 * `distractors` identical-looking objects wander on random smooth paths and spin at random rates;
 * `noise` adds camera shake, brightness flicker and pixel grain; `cue_strength` scales the class
   motion (speed, angular rate, swing/pulse amplitude) against the random jitter every object has.
@@ -79,6 +82,11 @@ PALETTE = np.array([[230, 40, 40], [40, 200, 60], [50, 90, 230], [240, 210, 40],
                     [40, 210, 220], [250, 140, 30], [245, 245, 245], [20, 20, 20]], np.float32)
 JITTER_SPEED = 0.06  # std of every object's random velocity, frame sizes per second
 DISTRACTOR_SPEED = 0.3  # std of a distractor's wandering velocity, frame sizes per second
+# The actor's motion stays inside the frame minus this fraction of the width and height on each
+# side. A centre crop of the short side (val/test) cuts 1/8 of a 4:3 frame's width off each side,
+# random training crops of a larger short side cut more (but at random places); an actor outside
+# the crop leaves a clip without its class cue. Distractors, which carry no cue, roam everywhere.
+STAGE_MARGIN = 0.15
 STAMP_BITS = 12  # frame index stamp: up to 4095 frames (136 s at 30 fps)
 STAMP_BAND = 1 / 8  # fraction of the frame height, at the bottom, that carries the stamp
 _ID_CHARS = string.ascii_letters + string.digits + "-_"  # YouTube id alphabet
@@ -196,17 +204,17 @@ def _ou_path(rng: np.random.Generator, n: int, dt: float, std: float, tau: float
 
 
 def _object_track(rng, kind: str, params: dict, n: int, fps: int, w: int, h: int, cue: float,
-                  actor: bool):
+                  actor: bool, object_size: float = 0.1):
     """Per-frame (x, y, radius, angle) arrays for one object, in frame pixel coordinates."""
     dt = 1.0 / fps
     t = np.arange(n) * dt
     size = min(w, h)
-    r0 = rng.uniform(0.07, 0.12) * size
-    x0, y0 = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
+    r0 = rng.uniform(0.7, 1.2) * object_size * size
     theta0 = rng.uniform(0, 2 * math.pi)
     radius = np.full(n, r0)
     theta = np.full(n, theta0)
     if not actor:
+        x0, y0 = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
         # Distractor: wanders on a smooth random path (reflected at the borders) and spins at a
         # random rate, so that it looks like some class's motion for a while.
         walk = _ou_path(rng, n, dt, DISTRACTOR_SPEED * size, tau=1.0)
@@ -214,34 +222,54 @@ def _object_track(rng, kind: str, params: dict, n: int, fps: int, w: int, h: int
         y = _reflect(y0 + walk[:, 1], 0.05 * h, 0.95 * h)
         theta = theta0 + rng.uniform(-1, 1) * math.pi * t
         return x, y, radius, theta
+    # The actor performs the class motion inside the central stage (see STAGE_MARGIN), drawn so
+    # that the whole motion fits in it and crops keep the class cue. Translations are the
+    # exception along their direction (they wrap around the frame, see below).
+    sx0, sx1 = STAGE_MARGIN * w, (1 - STAGE_MARGIN) * w
+    sy0, sy1 = STAGE_MARGIN * h, (1 - STAGE_MARGIN) * h
     jit = _ou_path(rng, n, dt, JITTER_SPEED * size, tau=0.5)
     if kind == "translate":
+        x0, y0 = _in_stage(rng, sx0, sx1, 0.0), _in_stage(rng, sy0, sy1, 0.0)
         ang = math.radians(params["angle"])
         d = cue * params["speed"] * size * t
-        # Wrap around (leave one side, come in at the other) so that position stays uniform in time.
+        # Wrap around the whole frame (leave it fully at one side, come back in at the other), so
+        # that position stays uniform in time: one frame, the first included, says nothing about
+        # the direction. Not around the stage: an actor that jumps back inside the view makes a
+        # big step against the class direction, and at these speeds most clips would hold one.
         x = np.mod(x0 + d * math.cos(ang) + jit[:, 0] + r0, w + 2 * r0) - r0
         y = np.mod(y0 + d * math.sin(ang) + jit[:, 1] + r0, h + 2 * r0) - r0
     elif kind == "orbit":
-        big = rng.uniform(0.12, 0.22) * size
+        big = rng.uniform(0.18, 0.28) * size  # larger than the object, so that it reads as orbiting
+        x0, y0 = _in_stage(rng, sx0, sx1, big), _in_stage(rng, sy0, sy1, big)
         phi = rng.uniform(0, 2 * math.pi) + params["sign"] * cue * 2 * math.pi * t / params["period"]
         # Image y points down, so increasing angle is clockwise on screen.
         x = x0 + big * np.cos(phi) + jit[:, 0]
         y = y0 + big * np.sin(phi) + jit[:, 1]
     elif kind == "spin":
+        x0, y0 = _in_stage(rng, sx0, sx1, 0.0), _in_stage(rng, sy0, sy1, 0.0)
         x, y = x0 + jit[:, 0], y0 + jit[:, 1]
         theta = theta0 + params["sign"] * cue * 2 * math.pi * t / params["period"]
     elif kind == "swing":
         ang = math.radians(params["angle"])
         amp = cue * 0.18 * (w if params["angle"] == 0.0 else h)
+        x0 = _in_stage(rng, sx0, sx1, amp if params["angle"] == 0.0 else 0.0)
+        y0 = _in_stage(rng, sy0, sy1, 0.0 if params["angle"] == 0.0 else amp)
         off = amp * np.sin(2 * math.pi * t / params["period"] + rng.uniform(0, 2 * math.pi))
         x, y = x0 + off * math.cos(ang) + jit[:, 0], y0 + off * math.sin(ang) + jit[:, 1]
     elif kind == "pulse":
+        x0, y0 = _in_stage(rng, sx0, sx1, 0.0), _in_stage(rng, sy0, sy1, 0.0)
         x, y = x0 + jit[:, 0], y0 + jit[:, 1]
         radius = r0 * (1 + cue * 0.45 * np.sin(2 * math.pi * t / params["period"]
                                                + rng.uniform(0, 2 * math.pi)))
     else:
         raise ValueError(f"unknown motion kind {kind!r}")
     return x, y, radius, theta
+
+
+def _in_stage(rng: np.random.Generator, lo: float, hi: float, reach: float) -> float:
+    """Uniform centre in [lo + reach, hi - reach] (the stage's middle when the motion is wider)."""
+    a, b = lo + reach, hi - reach
+    return float(rng.uniform(a, b)) if a < b else (lo + hi) / 2
 
 
 def _reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -269,7 +297,7 @@ def render_video(job: dict) -> dict:
     objects = []
     for k in range(n_objects):
         actor = k < job["actors"]
-        track = _object_track(rng, kind, params, n, fps, w, h, cue, actor)
+        track = _object_track(rng, kind, params, n, fps, w, h, cue, actor, job["object_size"])
         objects.append((SHAPES[int(rng.integers(len(SHAPES)))],
                         PALETTE[int(rng.integers(len(PALETTE)))], track))
     # Draw order random, so that actors are not always on top (which would single them out).
@@ -395,6 +423,7 @@ def make_synthetic(
     workers: int = 1,
     actors: int = 1,
     crf: int = 23,
+    object_size: float = 0.1,
 ) -> SyntheticDataset:
     """Write a deterministic Kinetics-format dataset of motion-defined classes (see module doc).
 
@@ -420,6 +449,9 @@ def make_synthetic(
         workers: processes that render/encode videos in parallel (the output does not depend on it).
         actors: objects per video that perform the class motion.
         crf: H.264 quality (lower = better and bigger); VP9 uses crf + 10 on its own scale.
+        object_size: mean object radius (half the length of a bar) as a fraction of the frame's
+            short side; each object's is drawn from [0.7, 1.2] times this. Small objects at low
+            resolution carry a weaker motion signal.
 
     Returns:
         SyntheticDataset with the root, list and classes paths and the class names.
@@ -434,6 +466,8 @@ def make_synthetic(
         raise ValueError("webm_fraction must be in [0, 1] and size_jitter in [0, 1)")
     if seconds <= 0 or actors < 1 or distractors < 0:
         raise ValueError("seconds must be > 0, actors >= 1, distractors >= 0")
+    if not 0.0 < object_size <= 0.3:
+        raise ValueError(f"object_size must be in (0, 0.3] (a fraction of the short side), got {object_size}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     chosen = MOTIONS[:num_classes]
@@ -470,7 +504,8 @@ def make_synthetic(
         job["rel"] = f"{job['split']}/{job['class_name']}/{job['stem']}.{ext}"
         job.update(path=str(root / job["rel"]), fps=fps, frames=max(1, round(seconds * fps)),
                    noise=float(noise), cue_strength=float(cue_strength), distractors=int(distractors),
-                   actors=int(actors), stamp=bool(stamp_frame_index), crf=int(crf))
+                   actors=int(actors), stamp=bool(stamp_frame_index), crf=int(crf),
+                   object_size=float(object_size))
         if stamp_frame_index and job["frames"] >= 2**STAMP_BITS:
             raise ValueError(f"{job['frames']} frames do not fit the {STAMP_BITS}-bit index stamp")
 
@@ -495,7 +530,8 @@ def make_synthetic(
                   val_per_class=val_per_class, width=width, height=height, size_jitter=size_jitter,
                   seconds=seconds, fps_choices=list(fps_choices), webm_fraction=webm_fraction,
                   noise=noise, distractors=distractors, cue_strength=cue_strength,
-                  stamp_frame_index=stamp_frame_index, seed=seed, actors=actors, crf=crf)
+                  stamp_frame_index=stamp_frame_index, seed=seed, actors=actors, crf=crf,
+                  object_size=object_size)
     (root / "synthetic.json").write_text(json.dumps({"params": params, "videos": metas}, indent=1),
                                          encoding="utf-8")
     return SyntheticDataset(root=root, train_list=lists["train"], val_list=lists["val"],
@@ -524,6 +560,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cue-strength", type=float, default=0.8, help="scale of the class motion")
     p.add_argument("--actors", type=int, default=1)
     p.add_argument("--crf", type=int, default=23)
+    p.add_argument("--object-size", type=float, default=0.1,
+                   help="mean object radius as a fraction of the frame's short side")
     p.add_argument("--stamp-frame-index", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
@@ -539,7 +577,7 @@ def run(args: argparse.Namespace) -> int:
             fps_choices=tuple(args.fps_choices), webm_fraction=args.webm_fraction,
             noise=args.noise, distractors=args.distractors, cue_strength=args.cue_strength,
             stamp_frame_index=args.stamp_frame_index, seed=args.seed, workers=args.workers,
-            actors=args.actors, crf=args.crf)
+            actors=args.actors, crf=args.crf, object_size=args.object_size)
     except ValueError as e:
         print(f"vidgn make-synthetic: error: {e}")
         return 2
