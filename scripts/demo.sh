@@ -9,9 +9,10 @@ vidgn=.venv/bin/vidgn
 
 if [ ! -f demo/synthetic/train.txt ]; then
     echo "[demo] generating synthetic videos into demo/synthetic"
-    # 4 classes (moving left/right, orbiting clockwise/counter-clockwise), 720 + 100 small clean videos.
-    $vidgn make-synthetic demo/synthetic --classes 4 --train-per-class 180 --val-per-class 25 \
-        --width 96 --height 72 --noise 0 --distractors 0 --cue-strength 1.0 --object-size 0.15 --workers 2
+    # 4 classes (the four translation directions), 720 + 100 small clean videos.
+    $vidgn make-synthetic demo/synthetic --motions "moving left" "moving right" "moving up" "moving down" \
+        --train-per-class 180 --val-per-class 25 --width 96 --height 72 --noise 0 --distractors 0 \
+        --cue-strength 1.0 --object-size 0.15 --workers 2
 fi
 rm -rf demo/runs
 for norm in gn bn; do

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
 
 import av
 import decord
@@ -162,3 +163,12 @@ def test_cli_writes_dataset_and_rejects_bad_arguments(tmp_path, capsys):
     args = parser.parse_args(["make-synthetic", str(tmp_path / "e"), "--classes", "999"])
     assert args.func(args) == 2
     assert "num_classes must be in 1.." in capsys.readouterr().out
+
+
+def test_motions_pick_classes_by_name(tmp_path):
+    ds = make_synthetic(tmp_path / "m", motions=("moving up", "moving left"), train_per_class=1,
+                        val_per_class=0, width=64, height=48, seconds=0.5, seed=0)
+    assert ds.classes == ["moving left", "moving up"]
+    assert len(Path(ds.train_list).read_text().splitlines()) == 2
+    with pytest.raises(ValueError, match="unknown motions"):
+        make_synthetic(tmp_path / "x", motions=("moonwalking",), train_per_class=1, val_per_class=0)

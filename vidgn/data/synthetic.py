@@ -424,6 +424,7 @@ def make_synthetic(
     actors: int = 1,
     crf: int = 23,
     object_size: float = 0.1,
+    motions: tuple[str, ...] | None = None,
 ) -> SyntheticDataset:
     """Write a deterministic Kinetics-format dataset of motion-defined classes (see module doc).
 
@@ -452,10 +453,21 @@ def make_synthetic(
         object_size: mean object radius (half the length of a bar) as a fraction of the frame's
             short side; each object's is drawn from [0.7, 1.2] times this. Small objects at low
             resolution carry a weaker motion signal.
+        motions: class names picked from `MOTIONS` (overrides `num_classes`), e.g. the four
+            translation directions for an easy task.
 
     Returns:
         SyntheticDataset with the root, list and classes paths and the class names.
     """
+    if motions:
+        known = {name: (name, kind, params) for name, kind, params in MOTIONS}
+        unknown = [m for m in motions if m not in known]
+        if unknown:
+            raise ValueError(f"unknown motions {unknown}; choose from: {', '.join(known)}")
+        chosen = [known[m] for m in dict.fromkeys(motions)]
+        num_classes = len(chosen)
+    else:
+        chosen = None
     if not 1 <= num_classes <= len(MOTIONS):
         raise ValueError(f"num_classes must be in 1..{len(MOTIONS)}, got {num_classes}")
     if train_per_class < 0 or val_per_class < 0 or train_per_class + val_per_class == 0:
@@ -470,7 +482,7 @@ def make_synthetic(
         raise ValueError(f"object_size must be in (0, 0.3] (a fraction of the short side), got {object_size}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    chosen = MOTIONS[:num_classes]
+    chosen = chosen or MOTIONS[:num_classes]
     classes = sorted(name for name, _, _ in chosen)  # Kinetics convention: index = sorted position
     label_of = {name: i for i, name in enumerate(classes)}
 
@@ -562,6 +574,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--crf", type=int, default=23)
     p.add_argument("--object-size", type=float, default=0.1,
                    help="mean object radius as a fraction of the frame's short side")
+    p.add_argument("--motions", nargs="+", metavar="NAME",
+                   help="class names from the motion table (overrides --classes), e.g. 'moving left'")
     p.add_argument("--stamp-frame-index", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
@@ -577,7 +591,8 @@ def run(args: argparse.Namespace) -> int:
             fps_choices=tuple(args.fps_choices), webm_fraction=args.webm_fraction,
             noise=args.noise, distractors=args.distractors, cue_strength=args.cue_strength,
             stamp_frame_index=args.stamp_frame_index, seed=args.seed, workers=args.workers,
-            actors=args.actors, crf=args.crf, object_size=args.object_size)
+            actors=args.actors, crf=args.crf, object_size=args.object_size,
+            motions=tuple(args.motions) if args.motions else None)
     except ValueError as e:
         print(f"vidgn make-synthetic: error: {e}")
         return 2
