@@ -47,17 +47,25 @@ class VideoScores:
     num_views: torch.Tensor  # (V,)
 
 
-def aggregate_videos(views: ViewOutputs, exclude: set[int] = frozenset()) -> VideoScores:
-    """Average softmax over each video's views; videos in `exclude` are left out."""
+def _kept(views: ViewOutputs, exclude: set[int]) -> ViewOutputs:
+    """One row per view, without the views of the videos in `exclude`."""
     views = views.deduplicated()
     keep = torch.tensor([int(v) not in exclude for v in views.video_index], dtype=torch.bool)
-    logits, labels, vids = views.logits[keep], views.label[keep], views.video_index[keep]
-    video_ids, inverse = torch.unique(vids, return_inverse=True)  # sorted video indices
-    probs = F.softmax(logits.float(), dim=1)
+    return ViewOutputs(*(getattr(views, f)[keep] for f in ViewOutputs.__dataclass_fields__))
+
+
+def _video_scores(views: ViewOutputs) -> VideoScores:
+    video_ids, inverse = torch.unique(views.video_index, return_inverse=True)  # sorted video indices
+    probs = F.softmax(views.logits.float(), dim=1)
     summed = torch.zeros(len(video_ids), probs.shape[1]).index_add_(0, inverse, probs)
     counts = torch.zeros(len(video_ids), dtype=torch.long).index_add_(0, inverse, torch.ones_like(inverse))
-    video_labels = torch.zeros(len(video_ids), dtype=torch.long).scatter_(0, inverse, labels)
+    video_labels = torch.zeros(len(video_ids), dtype=torch.long).scatter_(0, inverse, views.label)
     return VideoScores(video_ids, video_labels, summed / counts.clamp(min=1).unsqueeze(1), counts)
+
+
+def aggregate_videos(views: ViewOutputs, exclude: set[int] = frozenset()) -> VideoScores:
+    """Average softmax over each video's views; videos in `exclude` are left out."""
+    return _video_scores(_kept(views, exclude))
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int, num_classes: int) -> float:
@@ -95,10 +103,9 @@ def summarize(views: ViewOutputs, num_classes: int, exclude: set[int] = frozense
     Views without labels (label -1, e.g. `vidgn predict` on an unlabeled list) get scores but no
     accuracy (NaN).
     """
-    views = views.deduplicated()
-    keep = torch.tensor([int(v) not in exclude for v in views.video_index], dtype=torch.bool)
-    clip_logits, clip_labels = views.logits[keep].float(), views.label[keep]
-    videos = aggregate_videos(views, exclude)
+    views = _kept(views, exclude)
+    clip_logits, clip_labels = views.logits.float(), views.label
+    videos = _video_scores(views)
     labeled = bool((clip_labels >= 0).all())
 
     def acc(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
@@ -110,7 +117,7 @@ def summarize(views: ViewOutputs, num_classes: int, exclude: set[int] = frozense
         video_top1=acc(videos.probs, videos.label, 1),
         video_top5=acc(videos.probs, videos.label, 5),
         mean_class_accuracy=mean_class_accuracy(videos.probs, videos.label, num_classes) if labeled else float("nan"),
-        num_views=int(keep.sum()),
+        num_views=len(views.label),
         num_videos=len(videos.video_index),
         views_per_video=(
             {"min": int(videos.num_views.min()), "max": int(videos.num_views.max())} if len(videos.num_views) else {}
