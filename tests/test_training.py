@@ -173,3 +173,14 @@ def test_bad_training_video_is_replaced_and_counted_per_epoch(tmp_path, syntheti
     rows = [r for r in csv.DictReader((root / "metrics.csv").open()) if r.get("data/bad_train_videos")]
     # each epoch drew the corrupt file, replaced it, and counted it once
     assert [float(r["data/bad_train_videos"]) for r in rows] == [1.0, 1.0]
+
+
+def test_precise_bn_starts_no_loader_for_gn(tmp_path, synthetic_dataset, monkeypatch):
+    from vidgn.data.datamodule import KineticsDataModule
+
+    calls = []
+    original = KineticsDataModule.train_dataloader
+    monkeypatch.setattr(KineticsDataModule, "train_dataloader", lambda self: calls.append(1) or original(self))
+    run_lightning_cli(["fit", *run_args(synthetic_dataset, tmp_path / "run", epochs=1, norm="gn"),
+                       "--precise_bn.num_batches", "2"])
+    assert len(calls) == 1  # the fit loop's own loader; none for precise BN

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from vidgn.models.norms import is_batch_norm
 from vidgn.models.precise_bn import update_bn_stats
 
 log = logging.getLogger("vidgn.training")
@@ -37,6 +38,8 @@ class PreciseBN(L.Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.num_batches <= 0 or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
+        if not any(is_batch_norm(m) for m in pl_module.network.modules()):
+            return  # GN/LN/IN/frozen BN: nothing to recompute, so start no training workers
         # A fresh loader: re-iterating the running one would reset its (persistent) workers mid-epoch.
         loader = trainer.datamodule.train_dataloader() if trainer.datamodule else trainer.train_dataloader
         batches = (self._to_device(trainer, pl_module, batch) for batch in itertools.islice(loader, self.num_batches))
