@@ -71,6 +71,9 @@ def test_workers_give_the_same_batches_as_main_process(synthetic_dataset):
     for _ in range(2):  # second epoch reuses the persistent workers
         got = [b["video"] for b in loader]
         assert len(got) == len(ref) and all(torch.equal(a, b) for a, b in zip(got, ref))
+        # Workers build batches in shared memory (no second copy on the way to the main process),
+        # in the channels-last layout normalize() expects.
+        assert all(b.is_shared() and b.is_contiguous(memory_format=torch.channels_last_3d) for b in got)
 
 
 def test_ddp_ranks_get_disjoint_clips(synthetic_dataset):

@@ -16,7 +16,8 @@ videos, each single-process (num_workers=0: the figure is per DataLoader worker)
 Each (loader, clip shape) runs in a fresh process (pytorchvideo switches decord's bridge to torch
 process-wide, and peak memory must be per loader), which reports clips/s (wall), CPU ms per clip
 and peak RSS (VmHWM), plus how much of it the loading added over the process after imports and
-setup (most of the rest is torch itself, shared between forked workers).
+setup (most of the rest is torch itself, shared between forked workers). The loaders take turns,
+`--chunk` clips at a time, one process running at a time, so that all of them see the same machine.
 
 Videos: `--data-root/--list`, or a config's `data:` section (`--config`), or else 340x256 H.264
 videos of 10 s made with `make_synthetic` into `--cache-dir` (reused when already there).
@@ -96,14 +97,16 @@ def _pytorchvideo_loader(entries, root, t, s, crop, short_side, threads, mean, s
     return forever()
 
 
-def _measure(job: dict) -> dict:
-    """Run one loader for job['clips'] clips (after job['warmup']) in this process."""
+def _loader(job: dict):
+    """Set up one loader in this process; returns clip(k), which loads the k-th clip of the run."""
     import numpy as np
     import torch
 
+    import cv2
     import decord  # noqa: F401  (imported before the memory baseline, for every loader alike)
 
     torch.set_num_threads(job["threads"])  # one core per worker, like a DataLoader worker
+    cv2.setNumThreads(job["threads"])  # as ClipDataset does in each loading process
     from vidgn.data.dataset import ClipDataset, collate_clips
     from vidgn.data.lists import parse_list, resolve
 
@@ -135,45 +138,113 @@ def _measure(job: dict) -> dict:
             return next(it)
     else:
         raise ValueError(method)
-    base_kb = _rss_kb("VmRSS")  # after imports and setup, before the first clip
-    for k in range(job["warmup"]):
-        clip(k)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for k in range(job["warmup"], job["warmup"] + job["clips"]):
-        out = clip(k)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    shape = tuple(out.shape)
-    return {"method": method, "clip": f"{t}x{s}", "clips": job["clips"], "clips_per_s": job["clips"] / wall,
-            "cpu_ms_per_clip": 1000 * cpu / job["clips"], "peak_rss_mb": _rss_kb("VmHWM") / 1024,
-            "growth_mb": (_rss_kb("VmHWM") - base_kb) / 1024, "out_shape": list(shape)}
+    return clip
 
 
-def _child(job, queue):
+class _Timed:
+    """One loader, measured in chunks: run(ks) loads those clips and adds up wall and CPU time."""
+
+    def __init__(self, job: dict):
+        self.job = job
+        self.clip = _loader(job)
+        self.base_kb = _rss_kb("VmRSS")  # after imports and setup, before the first clip
+        self.wall = self.cpu = 0.0
+        self.count = 0
+        self.shape: tuple = ()
+        for k in range(job["warmup"]):
+            self.clip(k)
+
+    def run(self, ks: range) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for k in ks:
+            out = self.clip(k)
+        self.wall += time.perf_counter() - wall
+        self.cpu += time.process_time() - cpu
+        self.count += len(ks)
+        self.shape = tuple(out.shape)
+
+    def result(self) -> dict:
+        job = self.job
+        return {"method": job["method"], "clip": f"{job['num_frames']}x{job['sampling_rate']}", "clips": self.count,
+                "clips_per_s": self.count / self.wall, "cpu_ms_per_clip": 1000 * self.cpu / self.count,
+                "peak_rss_mb": _rss_kb("VmHWM") / 1024, "growth_mb": (_rss_kb("VmHWM") - self.base_kb) / 1024,
+                "out_shape": list(self.shape)}
+
+
+def _serve(job: dict, conn) -> None:
+    """Child process: set the loader up, then run the chunks the parent asks for."""
     try:
-        queue.put(_measure(job))
+        timed = _Timed(job)
+        conn.send("ready")
+        while (msg := conn.recv()) is not None:
+            timed.run(range(*msg))
+            conn.send("done")
+        conn.send(timed.result())
     except BaseException as e:  # report, don't hang the parent
-        queue.put({"method": job["method"], "clip": f"{job['num_frames']}x{job['sampling_rate']}",
-                   "error": f"{type(e).__name__}: {e}"})
+        conn.send({"error": f"{type(e).__name__}: {e}"})
 
 
-def measure(job: dict, in_process: bool = False) -> dict:
+def _chunks(job: dict):
+    first, last, step = job["warmup"], job["warmup"] + job["clips"], job["chunk"]
+    return [(k, min(k + step, last)) for k in range(first, last, step)]
+
+
+def measure(jobs: list[dict], in_process: bool = False) -> list[dict]:
+    """Measure the loaders of `jobs` (same clip shape) on the same clips, interleaved.
+
+    Each loader runs in its own fresh process (pytorchvideo switches decord's bridge to torch
+    process-wide, and peak memory must be per loader). The timed clips go in chunks, round-robin
+    over the loaders (A B C, B C A, ...), so that a change in the machine's load during the run
+    (shared VMs have them) hits every loader alike instead of skewing their ratio.
+    """
     if in_process:
-        return _measure(job)
-    ctx = mp.get_context("spawn")  # fresh process: own decord bridge, own peak RSS
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(job, queue))
-    proc.start()
-    while True:  # a child that dies without reporting (crash, OOM kill) must not hang the run
-        try:
-            result = queue.get(timeout=1.0)
-            break
-        except Exception:
-            if not proc.is_alive():
-                result = {"method": job["method"], "clip": f"{job['num_frames']}x{job['sampling_rate']}",
-                          "error": f"measurement process died (exit code {proc.exitcode})"}
-                break
-    proc.join()
-    return result
+        timed = [_Timed(job) for job in jobs]
+        for ks in _chunks(jobs[0]):
+            for t in timed:
+                t.run(range(*ks))
+        return [t.result() for t in timed]
+    ctx = mp.get_context("spawn")
+    procs, conns, errors = [], [], {}
+    for job in jobs:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(job, child))
+        proc.start()
+        procs.append(proc)
+        conns.append(parent)
+
+    def reply(i):
+        # A child that dies without reporting (crash, OOM kill) must not hang the run.
+        while not conns[i].poll(1.0):
+            if not procs[i].is_alive():
+                return {"error": f"measurement process died (exit code {procs[i].exitcode})"}
+        return conns[i].recv()
+
+    for i in range(len(jobs)):  # wait for every setup before timing anything
+        msg = reply(i)
+        if msg != "ready":
+            errors[i] = msg
+    live = [i for i in range(len(jobs)) if i not in errors]
+    for r, ks in enumerate(_chunks(jobs[0])):
+        for i in live[r % len(live):] + live[:r % len(live)] if live else []:
+            if i in errors:
+                continue
+            conns[i].send(ks)
+            msg = reply(i)
+            if msg != "done":
+                errors[i] = msg
+    results = []
+    for i, job in enumerate(jobs):
+        if i not in errors:
+            conns[i].send(None)
+            msg = reply(i)
+            if "error" in msg:
+                errors[i] = msg
+        tag = {"method": job["method"], "clip": f"{job['num_frames']}x{job['sampling_rate']}"}
+        results.append({**tag, **(errors[i] if i in errors else msg)})
+        procs[i].join(timeout=10)
+        if procs[i].is_alive():
+            procs[i].kill()
+    return results
 
 
 # ----------------------------------------------------------------------------- driver
@@ -224,16 +295,15 @@ def bench_data(args) -> list[dict]:
     results = []
     for text in clips:
         t, s = _parse_clip(text)
-        for method in methods:
-            job = dict(method=method, root=root, list=lst, num_frames=t, sampling_rate=s, crop=crop,
-                       short_side=short_side, threads=threads, clips=args.clips, warmup=args.warmup,
-                       seed=args.seed, mean=mean, std=std)
-            r = measure(job, in_process=args.in_process)
+        jobs = [dict(method=method, root=root, list=lst, num_frames=t, sampling_rate=s, crop=crop,
+                     short_side=short_side, threads=threads, clips=args.clips, warmup=args.warmup,
+                     chunk=args.chunk, seed=args.seed, mean=mean, std=std) for method in methods]
+        for r in measure(jobs, in_process=args.in_process):
             results.append(r)
             if "error" in r:
-                print(f"{r['clip']:>5} {method:<13} ERROR {r['error']}", flush=True)
+                print(f"{r['clip']:>5} {r['method']:<13} ERROR {r['error']}", flush=True)
             else:
-                print(f"{r['clip']:>5} {method:<13} {r['clips_per_s']:7.2f} clips/s  {r['cpu_ms_per_clip']:7.1f} "
+                print(f"{r['clip']:>5} {r['method']:<13} {r['clips_per_s']:7.2f} clips/s  {r['cpu_ms_per_clip']:7.1f} "
                       f"CPU ms/clip  peak RSS {r['peak_rss_mb']:6.0f} MB "
                       f"(+{r['growth_mb']:.0f} MB over imports)", flush=True)
     return results
@@ -271,6 +341,8 @@ def add_parser(subparsers) -> None:
     d.add_argument("--decode-threads", type=int, help="decord threads (default: config or 1)")
     d.add_argument("--clips", type=int, default=30, help="timed clips per loader and shape")
     d.add_argument("--warmup", type=int, default=3, help="untimed clips first")
+    d.add_argument("--chunk", type=int, default=5,
+                   help="timed clips per turn; the loaders take turns (interleaved, so load drift hits all)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--skip", action="append", choices=METHODS, help="leave a loader out (repeatable)")
     d.add_argument("--in-process", action="store_true",

@@ -23,6 +23,7 @@ import logging
 import os
 from typing import NamedTuple, Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -126,6 +127,10 @@ class ClipDataset(torch.utils.data.Dataset):
             # rank and, without persistent workers, the epoch). Main process: seed and rank.
             s = info.seed if info is not None else (self.seed * 1_000_003 + self.rank) % (2**63)
             self._generator = (pid, torch.Generator().manual_seed(s))
+            # One core per loading process, as torch does for its own ops in DataLoader workers:
+            # OpenCV's default pool (one thread per core) in every worker oversubscribes the CPU,
+            # and a single-threaded OpenCV is also safe to fork later.
+            cv2.setNumThreads(1)
         return self._generator[1]
 
     def _open(self, video_index: int):
@@ -231,8 +236,13 @@ def collate_clips(items: list[dict]) -> dict:
     # Views are (T, H, W, 3)-ordered in memory; torch.cat would transpose them into the standard
     # layout element by element (several times slower), so copy each into a channels_last_3d batch.
     first = items[0]["video"]
-    video = torch.empty((sum(it["video"].shape[0] for it in items), *first.shape[1:]), dtype=first.dtype,
-                        memory_format=torch.channels_last_3d)  # (N, 3, T, H, W)
+    shape = (sum(it["video"].shape[0] for it in items), *first.shape[1:])  # (N, 3, T, H, W)
+    video = torch.empty(shape, dtype=first.dtype, memory_format=torch.channels_last_3d)
+    if torch.utils.data.get_worker_info() is not None:
+        # In a worker, build the batch in shared memory straight away, as default_collate does:
+        # otherwise sending it to the main process copies the whole batch once more.
+        storage = torch.UntypedStorage._new_shared(video.untyped_storage().nbytes())
+        video = torch.empty(0, dtype=first.dtype).set_(storage, 0, shape, video.stride())
     row = 0
     for it in items:
         n = it["video"].shape[0]

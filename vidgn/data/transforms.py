@@ -7,11 +7,18 @@ convolutional testing) — or, for quick validation, one centre 224 crop.
 
 Why uint8 and crop-then-resize: resizing every whole frame in float costs several times the decode
 itself. Instead we work out the crop box in the *resized* geometry, map it back to source pixels,
-cut that region out and resize only it, with torchvision's uint8 antialiased resize (fast on the
-channels-last layout that decord's (T, H, W, 3) frames give for free). The box is rounded to whole
-source pixels, so the crop can be off by under one source pixel compared with resize-then-crop;
-the antialias filter also sees no pixels outside the box at its edges. Neither matters for
-training. Multi-crop testing resizes the whole frame once (the crops cover it anyway) and slices.
+cut that region out and resize only it. The box is rounded to whole source pixels, so the crop can
+be off by under one source pixel compared with resize-then-crop; the filter also sees no pixels
+outside the box at its edges. Neither matters for training. Multi-crop testing resizes the whole
+frame once (the crops cover it anyway) and slices.
+
+Why OpenCV for the resize and flip: on one core (a DataLoader worker) its uint8 bilinear resize of
+a 64-frame clip takes about two thirds of torchvision's uint8 resize, it writes straight into the
+output buffer, and its in-place flip costs a tenth of `torch.flip` on 3-byte pixels (measured in
+docs/benchmarks.md). Those milliseconds are what separates the loader from the bare decode. cv2
+works on (H, W, 3) frames, decord's layout, so nothing is transposed. Enlarging (the usual case:
+340x256 Kinetics at short side 256..320) is bilinear; shrinking (larger sources) uses INTER_AREA,
+OpenCV's antialiased filter, as torchvision's antialias=True would.
 
 All functions take frames as (T, H, W, 3) uint8 and return views as (V, 3, T, h, w) uint8 whose
 memory is (V, T, h, w, 3)-ordered (torch.channels_last_3d): that is how the frames come out of the
@@ -22,8 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 
 
 @dataclass(frozen=True)
@@ -73,23 +81,38 @@ def source_box(height: int, width: int, scaled: tuple[int, int], box: Box) -> Bo
     return Box(top, left, h, w)
 
 
-def _as_tchw(frames: torch.Tensor) -> torch.Tensor:
-    # (T, H, W, 3) -> (T, 3, H, W) as a view: channels-last strides, the layout torchvision's fast
-    # uint8 resize wants.
+def _check_frames(frames: torch.Tensor) -> None:
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {tuple(frames.shape)} {frames.dtype}")
-    return frames.permute(0, 3, 1, 2)
 
 
-def _crop_resize(video: torch.Tensor, box: Box, out_hw: tuple[int, int]) -> torch.Tensor:
-    # video (T, 3, H, W) uint8 -> (T, 3, out_h, out_w) uint8.
-    region = video[:, :, box.top:box.top + box.height, box.left:box.left + box.width]
-    if (box.height, box.width) == tuple(out_hw):
+def _crop_resize(frames: torch.Tensor, box: Box, out_hw: tuple[int, int], flip: bool = False) -> torch.Tensor:
+    """frames (T, H, W, 3) uint8 -> the box's pixels resized to out_hw, (T, out_h, out_w, 3) uint8,
+    mirrored left-right when `flip`. A view (no copy) when no resize and no flip is needed."""
+    region = frames[:, box.top:box.top + box.height, box.left:box.left + box.width]
+    if (box.height, box.width) == tuple(out_hw) and not flip:
         return region
-    # Antialiasing only matters when shrinking; enlarging (the usual case for 340x256 Kinetics at
-    # short side 256..320) takes the cheaper plain bilinear kernel.
-    shrink = box.height > out_hw[0] or box.width > out_hw[1]
-    return TF.resize(region, list(out_hw), antialias=shrink)
+    out_h, out_w = out_hw
+    out = torch.empty((frames.shape[0], out_h, out_w, 3), dtype=torch.uint8)
+    src, dst = region.numpy(), out.numpy()  # shared memory, no copies
+    same = (box.height, box.width) == tuple(out_hw)
+    shrink = box.height > out_h or box.width > out_w
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    for t in range(src.shape[0]):
+        if same:
+            cv2.flip(src[t], 1, dst=dst[t])
+            continue
+        cv2.resize(src[t], (out_w, out_h), dst=dst[t], interpolation=interp)
+        if flip:
+            cv2.flip(dst[t], 1, dst=dst[t])  # in place: the row is still in cache
+    return out
+
+
+def _as_views(views: list[torch.Tensor]) -> torch.Tensor:
+    """[(T, h, w, 3)] * V -> (V, 3, T, h, w) with (V, T, h, w, 3) memory order."""
+    if len(views) == 1:  # a view, not a copy: collate's copy into the batch is the only one
+        return views[0].permute(3, 0, 1, 2).unsqueeze(0)
+    return torch.stack(views).permute(0, 4, 1, 2, 3)
 
 
 def train_view(frames: torch.Tensor, *, short_side_range: tuple[int, int] = (256, 320), crop: int = 224,
@@ -101,21 +124,15 @@ def train_view(frames: torch.Tensor, *, short_side_range: tuple[int, int] = (256
     lo, hi = short_side_range
     if lo > hi or crop > lo:
         raise ValueError(f"need crop <= short_side_range[0] <= short_side_range[1], got crop={crop}, range={short_side_range}")
-    video = _as_tchw(frames)  # (T, 3, H, W)
-    height, width = video.shape[-2:]
+    _check_frames(frames)
+    height, width = frames.shape[1:3]
     short = int(torch.randint(lo, hi + 1, (1,), generator=generator).item())
     scaled = scaled_size(height, width, short)
     top = int(torch.randint(0, scaled[0] - crop + 1, (1,), generator=generator).item())
     left = int(torch.randint(0, scaled[1] - crop + 1, (1,), generator=generator).item())
     src = source_box(height, width, scaled, Box(top, left, crop, crop))
-    out = _crop_resize(video, src, (crop, crop))  # (T, 3, crop, crop)
-    if flip and bool(torch.rand((), generator=generator) < 0.5):
-        # Flip in the (T, H, W, 3) memory order the resize produced: faster than flipping the
-        # channels-last (T, 3, H, W) view, and the result keeps that layout for collate's memcpy.
-        out = out.permute(0, 2, 3, 1).flip(2).permute(0, 3, 1, 2)
-    # A view, not a copy: collate's torch.cat does the one copy into the batch. Its memory stays
-    # (T, H, W, 3)-ordered (channels_last_3d); normalize() makes it contiguous on the device.
-    return out.permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, T, crop, crop)
+    mirror = flip and bool(torch.rand((), generator=generator) < 0.5)
+    return _as_views([_crop_resize(frames, src, (crop, crop), flip=mirror)])  # (1, 3, T, crop, crop)
 
 
 def eval_views(frames: torch.Tensor, *, short_side: int = 256, crop: int = 256, num_crops: int = 3) -> torch.Tensor:
@@ -124,19 +141,16 @@ def eval_views(frames: torch.Tensor, *, short_side: int = 256, crop: int = 256, 
     frames: (T, H, W, 3) uint8. Returns (num_crops, 3, T, crop, crop) uint8, crops ordered as
     multi_crop_boxes (left/top, centre, right/bottom).
     """
-    video = _as_tchw(frames)  # (T, 3, H, W)
-    height, width = video.shape[-2:]
+    _check_frames(frames)
+    height, width = frames.shape[1:3]
     scaled = scaled_size(height, width, short_side)
     boxes = multi_crop_boxes(*scaled, crop, num_crops)
     if num_crops == 1:
-        views = [_crop_resize(video, source_box(height, width, scaled, boxes[0]), (crop, crop))]
-    else:
-        # The crops cover the whole frame: one resize of everything beats three overlapping ones.
-        if scaled != (height, width):
-            video = TF.resize(video, list(scaled), antialias=scaled[0] < height)
-        views = [video[:, :, b.top:b.top + b.height, b.left:b.left + b.width] for b in boxes]
-    # Stack in (T, H, W, 3) order (row-segment copies), then view as (V, 3, T, crop, crop).
-    return torch.stack([v.permute(0, 2, 3, 1) for v in views]).permute(0, 4, 1, 2, 3)
+        return _as_views([_crop_resize(frames, source_box(height, width, scaled, boxes[0]), (crop, crop))])
+    # The crops cover the whole frame: one resize of everything beats three overlapping ones.
+    if scaled != (height, width):
+        frames = _crop_resize(frames, Box(0, 0, height, width), scaled)
+    return _as_views([frames[:, b.top:b.top + b.height, b.left:b.left + b.width] for b in boxes])
 
 
 def normalize(video: torch.Tensor, mean: tuple[float, float, float] = (0.45, 0.45, 0.45),
