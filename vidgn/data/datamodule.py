@@ -30,6 +30,7 @@ import torch
 
 from vidgn.data.dataset import SPLITS, BadVideo, ClipDataset, collate_clips
 from vidgn.data.lists import ListError, VideoEntry, find_classes_file, parse_list, read_classes
+from vidgn.data.loader import CrashSafeLoader
 from vidgn.data.transforms import normalize
 
 log = logging.getLogger("vidgn.data")
@@ -196,7 +197,7 @@ class KineticsDataModule(lightning.LightningDataModule):
         under a Trainer with DDP, Lightning injects a DistributedSampler itself."""
         train = split == "train"
         workers = self.num_workers
-        return torch.utils.data.DataLoader(
+        return CrashSafeLoader(  # a torch DataLoader that survives a decoder crashing a worker
             self.dataset(split),
             batch_size=self.clips_per_gpu,
             shuffle=train if sampler is None else None,

@@ -92,6 +92,11 @@ class ClipDataset(torch.utils.data.Dataset):
         self.max_retries, self.seed, self.rank = max_retries, seed, rank
         self._generator: tuple[int, torch.Generator] | None = None  # (pid, generator)
         self._reader_cache: tuple | None = None  # (pid, video_index, reader, info), workers only
+        # Native decoder crashes (see vidgn.data.loader.CrashSafeLoader): the loader hands workers a
+        # shared (num_workers, 2) table of (pid, video index being decoded) and, after a worker died
+        # on a video, records it here so that it is treated as a bad video from then on.
+        self.in_flight: torch.Tensor | None = None
+        self.crashed: dict[int, str] = {}
 
     # -- geometry -------------------------------------------------------------------------------
     @property
@@ -101,6 +106,9 @@ class ClipDataset(torch.utils.data.Dataset):
     @property
     def crop_size(self) -> int:
         return {"train": self.train_crop, "val": self.val_crop}.get(self.split, self.test_crop)
+
+    def path(self, video_index: int) -> str:
+        return str(resolve(self.entries[video_index], self.data_root))
 
     def __len__(self) -> int:
         return len(self.entries) * (self.num_test_clips if self.multi_clip else 1)
@@ -214,15 +222,29 @@ class ClipDataset(torch.utils.data.Dataset):
             video_index, clip_index = int(index), 0
         bad: list[BadVideo] = []
         tries = 1 + (self.max_retries if self.split == "train" else 0)
-        for attempt in range(tries):
-            try:
-                return self._item(self._views(video_index, clip_index, generator), video_index, clip_index, bad)
-            except Exception as e:  # any failure is about this video; the run must go on
-                bad.append(self._bad(video_index, e))
-            if attempt + 1 < tries:
-                # Training: replace by another randomly chosen video, as if the sampler had drawn it.
-                video_index = int(torch.randint(0, len(self.entries), (1,), generator=generator).item())
-        return self._item(self._empty(), video_index, clip_index, bad)
+        try:
+            for attempt in range(tries):
+                try:
+                    self._mark_in_flight(video_index)
+                    if video_index in self.crashed:
+                        raise VideoDecodeError(self.path(video_index), self.crashed[video_index])
+                    return self._item(self._views(video_index, clip_index, generator), video_index, clip_index, bad)
+                except Exception as e:  # any failure is about this video; the run must go on
+                    bad.append(self._bad(video_index, e))
+                if attempt + 1 < tries:
+                    # Training: replace by another randomly chosen video, as if the sampler had drawn it.
+                    video_index = int(torch.randint(0, len(self.entries), (1,), generator=generator).item())
+            return self._item(self._empty(), video_index, clip_index, bad)
+        finally:
+            self._mark_in_flight(-1)
+
+    def _mark_in_flight(self, video_index: int) -> None:
+        # Cheap (two int64 stores into shared memory); tells the main process which video a worker
+        # was decoding if the decoder takes the worker down with it.
+        info = torch.utils.data.get_worker_info()
+        if self.in_flight is not None and info is not None and info.id < len(self.in_flight):
+            self.in_flight[info.id, 0] = os.getpid()
+            self.in_flight[info.id, 1] = video_index
 
 
 def collate_clips(items: list[dict]) -> dict:

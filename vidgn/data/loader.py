@@ -1,0 +1,184 @@
+"""CrashSafeLoader: a DataLoader whose epoch survives a worker killed by one video.
+
+Python-level decode failures never leave ClipDataset.__getitem__ (the dataset replaces or leaves
+out the video). A *native* crash is different: FFmpeg/decord can segfault or abort on a damaged
+file, the worker process dies, and a plain DataLoader raises "DataLoader worker ... exited
+unexpectedly" in the main process, which ends the run. Kinetics downloads contain such files, and
+a crash on day three of a 400k-iteration run is the worst time to learn that.
+
+How this loader keeps the run going:
+* Each epoch's index batches are drawn once, up front, from the loader's own (batch) sampler, so the
+  epoch can be resumed exactly where it stopped.
+* Every worker writes (pid, video index) into a small shared-memory table before it decodes a video
+  and clears it after (`ClipDataset.in_flight`). When a worker dies, the table says which video was
+  in its hands.
+* The workers are run by an inner DataLoader. When it reports a dead worker, the loader shuts it
+  down, marks the video as crashed in the dataset (`ClipDataset.crashed`: from then on the video is
+  a bad video like any other: replaced in training, left out and reported in evaluation, counted
+  against max_bad_fraction), starts fresh workers and re-fetches the batches that were not yet
+  delivered. A death that no video was in flight for (an out-of-memory kill during collation, say)
+  is not the data's fault and is re-raised.
+* The inner loader's workers are taken off PyTorch's SIGCHLD alarm (which would otherwise raise in
+  the middle of whatever the main process is running, e.g. the training step): the death is seen
+  at the next batch fetch instead, within PyTorch's 5-second status-check interval.
+
+The price is a few seconds per crash plus the restart of the workers; a run without crashes pays
+nothing. With num_workers == 0 there is no worker to lose (a crash ends the process itself), so the
+loader behaves as a plain DataLoader.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+log = logging.getLogger("vidgn.data")
+
+
+class _Batches:
+    """The inner loader's batch sampler: a list of index batches the outer loader sets."""
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (often the out-of-memory killer)" if -exitcode == signal.SIGKILL else ""
+        return f"the decoder killed its DataLoader worker with {name}{hint}"
+    return f"its DataLoader worker exited unexpectedly (exit code {exitcode})"
+
+
+class CrashSafeLoader(DataLoader):
+    """A torch DataLoader (same arguments) over a ClipDataset that survives dead workers.
+
+    The dataset must have `in_flight` (set here to a shared (num_workers, 2) int64 table) and a
+    `crashed` dict {video_index: reason}, as ClipDataset does. See the module docstring.
+    """
+
+    def __iter__(self):
+        if self.num_workers == 0:
+            return super().__iter__()
+        return _CrashSafeIter(self)
+
+    # -- the inner loader that owns the worker processes -------------------------------------------
+    def _inner_loader(self, fresh: bool) -> DataLoader:
+        inner = self.__dict__.get("_vidgn_inner")
+        if inner is not None and not fresh:
+            return inner
+        if inner is not None:
+            _shutdown(inner)
+        table = torch.full((self.num_workers, 2), -1, dtype=torch.int64).share_memory_()  # (pid, video)
+        self.dataset.in_flight = table  # workers started from here on write into it
+        inner = DataLoader(
+            self.dataset, batch_sampler=_Batches(), num_workers=self.num_workers, collate_fn=self.collate_fn,
+            pin_memory=self.pin_memory, timeout=self.timeout, worker_init_fn=self.worker_init_fn,
+            multiprocessing_context=self.multiprocessing_context, generator=self.generator,
+            prefetch_factor=self.prefetch_factor, persistent_workers=self.persistent_workers,
+            pin_memory_device=self.pin_memory_device)
+        inner._vidgn_table = table
+        self.__dict__["_vidgn_inner"] = inner  # not a DataLoader attribute: Lightning must not see it
+        return inner
+
+    def _start(self, batches: list[list[int]], fresh: bool = False):
+        inner = self._inner_loader(fresh)
+        inner.batch_sampler.batches = batches
+        it = iter(inner)
+        if getattr(it, "_worker_pids_set", False):
+            # Off PyTorch's SIGCHLD alarm: see the module docstring.
+            torch.utils.data._utils.signal_handling._remove_worker_pids(id(it))
+            it._worker_pids_set = False
+        return it
+
+    def _crashed_videos(self, it, wait: float = 1.0) -> list[tuple[int, str]]:
+        """(video index, reason) for each worker of `it` that died while decoding a video.
+
+        Waits up to `wait` seconds for a dying worker to be gone: the first sign of a death can be
+        a broken connection to it (it had sent a batch whose shared memory the main process then
+        could not fetch) while the process is still being torn down.
+        """
+        inner = self.__dict__.get("_vidgn_inner")
+        deadline = time.monotonic() + wait
+        while True:
+            dead = {w.pid: w.exitcode for w in getattr(it, "_workers", ()) if w.exitcode not in (None, 0)}
+            if dead or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if inner is None or not dead:
+            return []
+        found = []
+        for pid, video in inner._vidgn_table.tolist():
+            if pid in dead and video >= 0:
+                found.append((video, _death_reason(dead[pid])))
+        return found
+
+    def __del__(self):
+        inner = self.__dict__.get("_vidgn_inner")
+        if inner is not None:
+            _shutdown(inner)
+
+
+def _shutdown(inner: DataLoader) -> None:
+    it = getattr(inner, "_iterator", None)
+    if it is not None and hasattr(it, "_shutdown_workers"):
+        it._shutdown_workers()
+    inner._iterator = None
+
+
+_DEAD_WORKER = re.compile(r"DataLoader worker \(pid")
+
+
+class _CrashSafeIter:
+    def __init__(self, loader: CrashSafeLoader):
+        self.loader = loader
+        # This epoch's batches, drawn once (sampler epoch, shuffling and DDP sharding included) so
+        # that a restart resumes them exactly.
+        self.batches = [list(b) for b in loader.batch_sampler]
+        self.done = 0
+        self.it = loader._start(self.batches)
+
+    def __iter__(self):
+        return self
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __next__(self):
+        while True:
+            try:
+                batch = next(self.it)
+            except StopIteration:
+                raise
+            except Exception as e:
+                # A dead worker shows up as PyTorch's "worker ... exited unexpectedly" or, when it
+                # died just after sending a batch, as a broken connection while fetching that batch.
+                crashed = self.loader._crashed_videos(self.it)
+                if not crashed:
+                    if _DEAD_WORKER.search(str(e)):
+                        raise RuntimeError(f"{e}, and no video was being decoded by it, so it is not a bad "
+                                           "video: look for the cause outside the data (out of memory? "
+                                           "lower data.num_workers or data.clips_per_gpu)") from e
+                    raise
+                dataset = self.loader.dataset
+                for video, reason in crashed:
+                    dataset.crashed[video] = reason
+                    log.warning("%s while decoding %s; restarting the workers without it (batch %d of %d)",
+                                reason, dataset.path(video), self.done + 1, len(self.batches))
+                self.it = self.loader._start(self.batches[self.done:], fresh=True)
+                continue
+            self.done += 1
+            return batch
