@@ -40,3 +40,56 @@ class PauseAtStep(L.Callback):
             deadline = time.monotonic() + self.wait_s
             while time.monotonic() < deadline and not trainer.received_sigterm:
                 time.sleep(0.05)
+
+
+def write_decoder_crashing_mp4(path: str | Path) -> Path:
+    """A real H.264 mp4 that kills decord 0.6 with SIGABRT in the VideoReader constructor.
+
+    Found by fuzzing mp4 index tables: the time-to-sample table (`stts`) is rewritten to claim
+    4096 x 0xFFFFFFFF samples. decord then reserves a frame-time entry per claimed frame (~512 TiB,
+    beyond any x86-64 address space), std::bad_alloc escapes its C API, and the process aborts:
+    no Python exception, on any machine. The same class of damage (a corrupt index claiming
+    absurd frame counts) turns up in real downloads.
+    """
+    import struct
+
+    import av
+    import numpy as np
+
+    path = Path(path)
+    c = av.open(str(path), "w")  # no faststart: moov after mdat, so chunk offsets stay valid
+    s = c.add_stream("libx264", rate=30)
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    for i in range(60):
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[10:18, (2 * i) % 56:(2 * i) % 56 + 8] = 255
+        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+
+    data = bytearray(path.read_bytes())
+    containers = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
+    ancestors, stts, pos, end = [], None, 0, len(data)
+    while pos + 8 <= end:  # walk down moov/trak/mdia/minf/stbl to stts
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"stts":
+            stts = (pos, size)
+            break
+        if kind in containers:
+            ancestors.append(pos)
+            pos, end = pos + 8, pos + size
+        else:
+            pos += size
+    assert stts is not None, "no stts box found"
+    off, size = stts
+    delta = struct.unpack(">I", data[off + 20:off + 24])[0]  # first entry's sample delta
+    n = 4096
+    payload = struct.pack(">II", 0, n) + struct.pack(">II", 0xFFFFFFFF, delta) * n
+    new = struct.pack(">I4s", 8 + len(payload), b"stts") + payload
+    for a in ancestors:  # the enclosing boxes grow by as much
+        struct.pack_into(">I", data, a, struct.unpack(">I", data[a:a + 4])[0] + len(new) - size)
+    data[off:off + size] = new
+    path.write_bytes(bytes(data))
+    return path
