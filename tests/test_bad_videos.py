@@ -5,6 +5,7 @@ evaluation leaves them out and lists them; workers survive all of it.
 """
 import logging
 import shutil
+from pathlib import Path
 
 import av
 import lightning as L
@@ -161,3 +162,56 @@ def test_fit_survives_bad_videos(bad_root):
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(Tiny(), datamodule=dm)
     assert trainer.global_step == 2 and dm.bad_count("train") == 4
+
+
+def test_unsupported_codec_is_replaced_in_training_and_left_out_in_testing(bad_root, tmp_path):
+    """AV1 (decord's FFmpeg has no AV1 decoder) through the same paths as the damaged files."""
+    with av.open(str(tmp_path / "av1.mkv"), "w") as c:
+        s = c.add_stream("libsvtav1", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(8):
+            img = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    shutil.copy(bad_root / "good0.mp4", tmp_path / "good0.mp4")
+    shutil.copy(bad_root / "classes.txt", tmp_path / "classes.txt")
+    write_list(tmp_path / "list.txt", [("good0.mp4", 0), ("av1.mkv", 1)])
+    dm = dm_for(tmp_path, clips_per_gpu=2, max_bad_fraction=1.0, drop_last_train=False)
+    dm.setup("fit")
+    train = dm.dataset("train")
+    item = train.item(1, torch.Generator().manual_seed(0))  # the AV1 video, drawn by the sampler
+    assert item["video"].shape[0] == 1 and item["video_index"].tolist() == [0]  # replaced by good0
+    assert [(b.video_index, b.path.endswith("av1.mkv")) for b in item["bad"]] == [(1, True)]
+    assert "cannot open" in item["bad"][0].reason or "video stream" in item["bad"][0].reason
+    dm.setup("test")
+    rows = [int(i) for b in run_epoch(dm, "test") for i in b["video_index"]]
+    assert set(rows) == {0} and [b.video_index for b in dm.bad_videos("test")] == [1]
+
+
+def test_vidgn_test_report_lists_the_bad_videos(bad_root, tmp_path):
+    """`vidgn test` end to end on a list with broken files: the summary JSON leaves them out and
+    names each with its reason; the metrics cover the good videos only."""
+    import json
+
+    from vidgn.training.module import VideoClassifier
+
+    out = tmp_path / "run"
+    # 32x2 on the 60-frame late-corrupt file loops over every frame, so the window hits the damage
+    dm = dm_for(bad_root, num_frames=32, clips_per_gpu=2, max_bad_fraction=1.0)
+    model = VideoClassifier(network=torch.nn.Sequential(torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(),
+                                                        torch.nn.Linear(3, 4)),
+                            eval_output_dir=str(out))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(model, datamodule=dm)
+    summary = json.loads((out / "test_summary.json").read_text())
+    assert summary["num_videos"] == 4 and summary["num_videos_left_out"] == 4
+    left = {Path(x["path"]).name: x["reason"] for x in summary["left_out"]}
+    assert set(left) == BAD and all(left.values())
+    assert "empty file" in left["zero.mp4"] and "decode failed" in left["late.mp4"]
+    preds = (out / "test_predictions.csv").read_text().splitlines()
+    assert len(preds) == 1 + 4 and not any(name in "".join(preds) for name in BAD)
+    # Validation reports how many it left out, too.
+    (metrics,) = trainer.validate(model, datamodule=dm)
+    assert metrics["val/num_left_out"] == 4.0

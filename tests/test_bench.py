@@ -34,6 +34,13 @@ def test_bench_data_smoke(synthetic_dataset, tmp_path):
     assert "vidgn" in bench.summary_table(meta["results"])
 
 
+def test_bench_refuses_a_config_whose_videos_are_missing(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data:\n  data_root: {tmp_path}\n  train_list: {tmp_path / 'nope.txt'}\n")
+    with pytest.raises(SystemExit, match=r"nope.txt \(data.train_list of .*c.yaml\) is not a file"):
+        bench.bench_data(parse(["--config", str(cfg)]))
+
+
 @pytest.mark.benchmark
 def test_bench_data_full(tmp_path):
     """The documented run: 340x256 10 s H.264 videos, 32x2 and 64x1 at 224 (a minute or two)."""

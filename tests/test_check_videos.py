@@ -108,7 +108,7 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
     (tmp_path / "a.mp4").write_bytes(b"")
     lst.write_text("a.mp4 some class\n")  # class name without classes.txt
     assert _run([str(lst), "--data-root", str(tmp_path)]) == 2
-    assert "no classes.txt" in capsys.readouterr().out
+    assert "no classes.txt" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # --data-root is required
         _run([str(lst)])
     assert e.value.code == 2

@@ -41,6 +41,37 @@ def test_unknown_label_surfaces_from_setup(synthetic_dataset, tmp_path):
         dm.setup("validate")
 
 
+def test_unlabeled_test_list_points_to_predict_list(synthetic_dataset, tmp_path):
+    paths = [line.rsplit(" ", 1)[0] for line in synthetic_dataset.val_list.read_text().splitlines()]
+    lst = tmp_path / "test.txt"
+    lst.write_text("".join(p + "\n" for p in paths[:3]))  # paths only, as for the Kinetics test split
+    dm = make_dm(synthetic_dataset, test_list=str(lst), classes_file=str(synthetic_dataset.classes_file))
+    with pytest.raises(ListError) as err:
+        dm.setup("test")
+    msg = str(err.value)
+    assert "test.txt:1" in msg and "data.predict_list" in msg
+    assert str(synthetic_dataset.classes_file) in msg  # which classes file the labels were looked up in
+    dm = make_dm(synthetic_dataset, predict_list=str(lst))
+    dm.setup("predict")
+    assert [e.label for e in dm.entries("predict")] == [-1, -1, -1]
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("train_crop", 80, ["data.train_crop 80", "data.train_short_side[0] = 40"]),
+    ("test_crop", 64, ["data.test_crop 64", "data.test_short_side 40"]),
+    ("num_test_crops", 2, ["data.num_test_crops", "got 2"]),
+    ("train_short_side", (48, 40), ["data.train_short_side [48, 40]"]),
+    ("clips_per_gpu", 0, ["data.clips_per_gpu must be >= 1"]),
+    ("max_bad_fraction", 1.5, ["data.max_bad_fraction"]),
+])
+def test_impossible_clip_settings_fail_at_init_not_as_bad_videos(synthetic_dataset, setting, value, words):
+    """Sizes no video can satisfy are a config error, named, before anything runs, instead of every
+    video 'failing to decode' and the run blaming the data."""
+    with pytest.raises(ValueError) as err:
+        make_dm(synthetic_dataset, **{setting: value})
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
 def test_no_classes_file_is_a_clear_error(tmp_path):
     lst = tmp_path / "train.txt"
     lst.write_text("a.mp4 0\n")

@@ -101,6 +101,7 @@ def test_prepare_kinetics_lists_classes_and_missing(kinetics, tmp_path, capsys):
     assert "train: 4 of 6 annotated clips found, 2 missing (33.3%)" in report
     assert "val  : 2 of 3 annotated clips found, 1 missing (33.3%)" in report
     assert "test : 1 of 2 annotated clips found, 1 missing (50.0%)" in report
+    assert "have no label" in report and "data.predict_list" in report  # the unlabeled test clip
     with open(out / "missing.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {(r["youtube_id"], r["split"]) for r in rows} == missing
@@ -121,9 +122,9 @@ def test_prepare_kinetics_bad_inputs(kinetics, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("youtube_id,start,end\nabc,0,10\n")
     assert _run(["--data-root", str(videos), "--train-csv", str(bad)]) == 2
-    assert "lacks column(s)" in capsys.readouterr().out
+    assert "lacks column(s)" in capsys.readouterr().err
     assert _run(["--data-root", str(tmp_path / "nowhere"), "--train-csv", str(ann / "train.csv")]) == 2
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _run(["--data-root", str(empty), "--train-csv", str(ann / "train.csv")]) == 1
-    assert "no clips at all" in capsys.readouterr().out
+    assert "no clips at all" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def test_absolute_paths_ignore_data_root(root, tmp_path_factory):
 def test_unlabeled_list(root):
     entries = _parse(root, "abseiling/a b (2).mp4\nzumba/z1.mkv\n", allow_unlabeled=True)
     assert _pairs(entries) == [("abseiling/a b (2).mp4", -1), ("zumba/z1.mkv", -1)]
-    with pytest.raises(ListError, match="allow_unlabeled"):
+    with pytest.raises(ListError, match="data.predict_list"):
         _parse(root, "zumba/z1.mkv\n")
 
 

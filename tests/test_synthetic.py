@@ -66,8 +66,10 @@ def test_real_videos_with_varied_codecs_sizes_and_fps(synthetic_dataset):
 
 
 def test_same_seed_same_bytes_any_workers_other_seed_differs(tmp_path):
-    kw = dict(num_classes=2, train_per_class=1, val_per_class=1, width=48, height=32, seconds=0.5,
-              webm_fraction=0.5)
+    # Sizes and lengths at which libx264's reads of uninitialised memory used to show (bytes that
+    # changed with the videos encoded before in the same process, so with `workers`).
+    kw = dict(num_classes=4, train_per_class=3, val_per_class=1, width=96, height=72, seconds=1.0,
+              webm_fraction=0.25)
     a = make_synthetic(tmp_path / "a", seed=5, **kw)
     b = make_synthetic(tmp_path / "b", seed=5, workers=2, **kw)
     c = make_synthetic(tmp_path / "c", seed=6, **kw)

@@ -281,7 +281,14 @@ def bench_data(args) -> list[dict]:
     data = _load_config(args.config) if args.config else {}
     root = args.data_root or data.get("data_root")
     lst = args.list or data.get("train_list")
-    if not (root and lst and Path(lst).is_file()):
+    if lst and not Path(lst).is_file():
+        # Asked for real videos: measuring synthetic ones instead would be a silent lie.
+        where = "--list" if args.list else f"data.train_list of {args.config}"
+        raise SystemExit(f"vidgn bench data: error: {lst} ({where}) is not a file; fix the path, or leave out "
+                         "--config/--list to measure synthetic 340x256 videos")
+    if lst and not root:
+        raise SystemExit(f"vidgn bench data: error: {lst} needs a data root (--data-root or data.data_root)")
+    if not lst:
         root, lst = _synthetic_videos(Path(args.cache_dir), args.videos, args.seconds, 340, 256)
     short_side = tuple(args.short_side or data.get("train_short_side") or (256, 320))
     crop = args.crop or data.get("train_crop") or 224

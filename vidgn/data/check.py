@@ -129,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
         entries = parse_list(args.list, args.data_root, classes, check_files=False,
                              allow_unlabeled=True)
     except ListError as e:
-        print(f"vidgn check-videos: error: {e}")
+        print(f"vidgn check-videos: error: {e}", file=sys.stderr)
         return 2
     if args.workers < 1 or args.num_threads < 1:
-        print("vidgn check-videos: error: --workers and --num-threads must be >= 1")
+        print("vidgn check-videos: error: --workers and --num-threads must be >= 1", file=sys.stderr)
         return 2
     paths = [str(resolve(e, args.data_root)) for e in entries]
     results = check_videos(paths, workers=args.workers, num_threads=args.num_threads, progress=True)

@@ -31,7 +31,7 @@ import torch
 from vidgn.data.dataset import SPLITS, BadVideo, ClipDataset, collate_clips
 from vidgn.data.lists import ListError, VideoEntry, find_classes_file, parse_list, read_classes
 from vidgn.data.loader import CrashSafeLoader
-from vidgn.data.transforms import normalize
+from vidgn.data.transforms import check_settings, normalize
 
 log = logging.getLogger("vidgn.data")
 
@@ -132,6 +132,7 @@ class KineticsDataModule(lightning.LightningDataModule):
         self.pin_memory, self.drop_last_train, self.prefetch_factor = pin_memory, drop_last_train, prefetch_factor
         self.persistent_workers, self.multiprocessing_context = persistent_workers, multiprocessing_context
         self.check_files = check_files
+        self._check_settings()
         # Classes now, from a small text file only: LightningCLI links data.num_classes into the
         # model right after this __init__.
         self.classes_file = classes_file or self._find_classes_file()
@@ -141,6 +142,24 @@ class KineticsDataModule(lightning.LightningDataModule):
         self._datasets: dict[str, ClipDataset] = {}
         self._bad: dict[str, dict[int, BadVideo]] = {s: {} for s in SPLITS}
         self._logged: set[str] = set()  # paths already logged this run: each is logged once
+
+    def _check_settings(self) -> None:
+        # Now, while the config is parsed: inside a worker a bad size would look like every video
+        # failing to decode, and the run would stop telling the user to check their videos.
+        problems = [f"data.{name} must be >= 1, got {getattr(self, name)}"
+                    for name in ("num_frames", "sampling_rate", "clips_per_gpu", "num_test_clips", "decode_threads")
+                    if getattr(self, name) < 1]
+        problems += [f"data.{name} must be >= 0, got {getattr(self, name)}"
+                     for name in ("num_workers", "max_retries") if getattr(self, name) < 0]
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            problems.append(f"data.max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        if self.target_fps is not None and self.target_fps <= 0:
+            problems.append(f"data.target_fps must be > 0 (or null: each file's rate), got {self.target_fps}")
+        problems += check_settings(train_short_side=self.train_short_side, train_crop=self.train_crop,
+                                   test_short_side=self.test_short_side, val_crop=self.val_crop,
+                                   test_crop=self.test_crop, num_test_crops=self.num_test_crops, prefix="data.")
+        if problems:
+            raise ValueError("unusable data settings:\n  " + "\n  ".join(problems))
 
     def _find_classes_file(self) -> str:
         given = [p for p in self.lists.values() if p]
@@ -162,7 +181,8 @@ class KineticsDataModule(lightning.LightningDataModule):
             if not path:
                 raise ValueError(f"no {split}_list configured (set data.{split}_list)")
             self._entries[split] = parse_list(path, self.data_root, self.classes, check_files=self.check_files,
-                                              allow_unlabeled=(split == "predict"))
+                                              allow_unlabeled=(split == "predict"),
+                                              classes_source=str(self.classes_file))
         return self._entries[split]
 
     def setup(self, stage: str | None = None) -> None:

@@ -29,7 +29,7 @@ import torch
 
 from vidgn.data import sampling
 from vidgn.data.lists import VideoEntry, resolve
-from vidgn.data.transforms import eval_views, train_view
+from vidgn.data.transforms import check_settings, eval_views, train_view
 from vidgn.data.video import VideoDecodeError, decode_frames, open_video
 
 log = logging.getLogger("vidgn.data")
@@ -81,6 +81,19 @@ class ClipDataset(torch.utils.data.Dataset):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if num_frames < 1 or sampling_rate < 1:
             raise ValueError(f"num_frames and sampling_rate must be >= 1, got {num_frames}x{sampling_rate}")
+        if num_test_clips < 1:
+            raise ValueError(f"num_test_clips must be >= 1, got {num_test_clips}")
+        if target_fps is not None and target_fps <= 0:
+            raise ValueError(f"target_fps must be > 0 (or None for each file's rate), got {target_fps}")
+        if split == "train":  # only the sizes this split uses
+            problems = check_settings(train_short_side=tuple(train_short_side), train_crop=train_crop)
+        elif split == "val":
+            problems = check_settings(test_short_side=test_short_side, val_crop=val_crop)
+        else:
+            problems = check_settings(test_short_side=test_short_side, test_crop=test_crop,
+                                      num_test_crops=num_test_crops)
+        if problems:
+            raise ValueError("unusable clip settings: " + "; ".join(problems))
         self.entries = list(entries)
         self.data_root = str(data_root)
         self.split = split

@@ -22,6 +22,7 @@ import argparse
 import csv
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class SplitReport:
     split: str
     annotated: int = 0
     found: int = 0
+    unlabeled: int = 0  # found clips without a (known) label: the list is for prediction only
     missing_rows: list[dict] = field(default_factory=list)
 
     @property
@@ -155,6 +157,7 @@ def prepare_kinetics(data_root, *, train_csv, val_csv=None, test_csv=None, out_d
                 # A test label that no train/val clip has: keep the clip, unlabeled.
                 label = None
             rows.append((rel, class_index[label] if label is not None else None))
+            report.unlabeled += label is None
         if any(lab is None for _, lab in rows):
             _write_mixed(out_dir / f"{name}.txt", rows)
         else:
@@ -195,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                                             val_csv=args.val_csv, test_csv=args.test_csv,
                                             out_dir=args.out)
     except KineticsError as e:
-        print(f"vidgn prepare-kinetics: error: {e}")
+        print(f"vidgn prepare-kinetics: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out or args.data_root)
     print(f"{len(classes)} classes -> {out / CLASSES_FILENAME}")
@@ -205,10 +208,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.split:5s}: {r.found} of {r.annotated} annotated clips found, {r.missing} missing "
               f"({pct:.1f}%) -> {out / (r.split + '.txt')}")
         total_missing += r.missing
+        if r.unlabeled:
+            print(f"       {r.unlabeled} of them have no label: use {out / (r.split + '.txt')} as "
+                  "data.predict_list (`vidgn predict`), not as a test list")
     print(f"missing clips listed in {out / 'missing.csv'} ({total_missing})")
     if any(r.found == 0 and r.annotated for r in reports):
-        print("error: a split has no clips at all; is --data-root the folder of downloaded clips, "
-              "named {youtube_id}_{start:06d}_{end:06d}.mp4 or {youtube_id}.mp4?")
+        print("vidgn prepare-kinetics: error: a split has no clips at all; is --data-root the folder of "
+              "downloaded clips, named {youtube_id}_{start:06d}_{end:06d}.mp4 or {youtube_id}.mp4?",
+              file=sys.stderr)
         return 1
     print(f"next: vidgn check-videos {out / 'train.txt'} --data-root {args.data_root} --workers 8 "
           f"--write-clean {out / 'train.clean.txt'}  (and the same for val)")

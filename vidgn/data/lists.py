@@ -16,8 +16,8 @@ The PySlowFast / MMAction2 / pytorchvideo convention, with all the variants they
 * A path may be wrapped in double quotes (CSV style), e.g. `"a, b.mp4",3`.
 * Header: a first data line whose label field is literally `label` (any case), e.g. `path label`
   or `video,label`, is a header and is skipped (unless `label` is a class name).
-* Unlabeled lists (a test split) are lines with only a path; they need `allow_unlabeled=True` and get
-  label -1.
+* Unlabeled lists (to predict on) are lines with only a path; they need `allow_unlabeled=True` and
+  get label -1.
 
 Every problem (missing video, unknown label, unparsable line) is collected while the list is read and
 raised as ONE `ListError` naming the list file, the first offenders with their line numbers, the
@@ -179,6 +179,7 @@ def parse_list(
     *,
     check_files: bool = True,
     allow_unlabeled: bool = False,
+    classes_source: str | None = None,
 ) -> list[VideoEntry]:
     """Read a list file into `VideoEntry`s, validating every line before returning.
 
@@ -188,7 +189,8 @@ def parse_list(
         classes: class names (index = position). None: use `classes.txt` beside the list or in
             `data_root` if there is one (needed only when the list uses class names as labels).
         check_files: check that every video exists (a missing one is an error).
-        allow_unlabeled: accept lines with only a path (label -1), e.g. an unlabeled test list.
+        allow_unlabeled: accept lines with only a path (label -1): a list to predict on.
+        classes_source: where `classes` came from (a classes.txt path), for error messages.
 
     Raises:
         ListError: one error listing the first offending lines (file:line), the total count and
@@ -200,7 +202,7 @@ def parse_list(
         text = list_path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM from spreadsheet tools
     except OSError as e:
         raise ListError(f"{list_path}: cannot read list file ({e.strerror or e}).") from e
-    classes_source = "the classes you passed"
+    classes_source = classes_source or "the classes you passed"
     if classes is None:
         found = find_classes_file(list_path, data_root)
         if found is not None:
@@ -234,7 +236,12 @@ def parse_list(
             else:
                 path, label_text = prefix
         if idx is None:
-            bad_labels.append(f"  {list_path}:{lineno}: label {label_text!r} ({_why_bad(label_text, num_classes)})")
+            if not allow_unlabeled and label_text and _exists(_unquote(raw), data_root):
+                # The whole line names a video ("moving left/x.mp4"): a path without a label.
+                bad_labels.append(f"  {list_path}:{lineno}: {_unquote(raw)!r}: no label on this line")
+            else:
+                bad_labels.append(f"  {list_path}:{lineno}: label {label_text!r} "
+                                  f"({_why_bad(label_text, num_classes)})")
             continue
         entry = VideoEntry(path=path, label=idx, line=lineno)
         if check_files and not os.path.isfile(resolve(entry, data_root)):
@@ -250,14 +257,16 @@ def parse_list(
                    f"Labels that are class names need a {CLASSES_FILENAME} beside the list or in "
                    f"the data root (one name per line), or pass classes")
             if not allow_unlabeled and any("no label on this line" in b for b in bad_labels):
-                fix += "; a list without labels (a test split) needs allow_unlabeled=True"
+                fix += ("; a list without labels can only be predicted on: give it as data.predict_list "
+                        "(`vidgn predict`); training, validation and test lists need labels")
             parts.append(_section(f"{len(bad_labels)} line(s) with an unknown or missing label",
                                   bad_labels, fix + "."))
         if missing:
             parts.append(_section(
                 f"{len(missing)} video(s) not found (relative paths are taken from data root {data_root})",
                 missing,
-                "Check --data-root, or drop the missing videos with "
+                "Check the data root (data.data_root in a config, --data-root for the vidgn tools), or "
+                "drop the missing videos with "
                 f"`vidgn check-videos {list_path} --data-root {data_root} --write-clean CLEAN_LIST` "
                 "and train on CLEAN_LIST."))
         raise ListError(f"{list_path}: unusable list file.\n" + "\n".join(parts))

@@ -353,6 +353,7 @@ def _render_in_subprocesses(jobs: list[dict], workers: int) -> list[dict]:
     and fork would inherit decord's libvpx (see make_synthetic).
     """
     env = dict(os.environ)
+    env["MALLOC_PERTURB_"] = "165"  # see make_synthetic: same seed, same bytes, whatever ran before
     pkg_parent = str(Path(__file__).resolve().parents[2])  # so that `import vidgn` works in the child
     env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     chunks = [list(range(i, len(jobs), workers)) for i in range(workers)]
@@ -521,13 +522,13 @@ def make_synthetic(
         if stamp_frame_index and job["frames"] >= 2**STAMP_BITS:
             raise ValueError(f"{job['frames']} frames do not fit the {STAMP_BITS}-bit index stamp")
 
-    # decord loads its own, older libvpx with RTLD_GLOBAL; once it is imported, PyAV's libavcodec
-    # binds to that libvpx and VP9 encoding fails ("avcodec_open2(libvpx-vp9) returned 22"). So when
-    # decord is loaded here (e.g. in a test session), encode in fresh interpreter processes.
-    if workers > 1 or "decord" in sys.modules:
-        metas = _render_in_subprocesses(jobs, max(1, workers))
-    else:
-        metas = [render_video(job) for job in jobs]
+    # Always encode in fresh interpreter processes, for two reasons. (1) libx264 reads some
+    # uninitialised memory, so a video's bytes would depend on what the process's heap held before
+    # (the videos encoded earlier in it, hence on `workers`); the subprocesses run with glibc's
+    # MALLOC_PERTURB_, which fills every fresh allocation with a fixed byte. (2) decord loads its
+    # own, older libvpx with RTLD_GLOBAL; once it is imported, PyAV's libavcodec binds to that
+    # libvpx and VP9 encoding fails ("avcodec_open2(libvpx-vp9) returned 22").
+    metas = _render_in_subprocesses(jobs, max(1, workers))
 
     from vidgn.data.lists import write_list
 

@@ -52,6 +52,34 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(short_side, int(round(height * scale))), short_side
 
 
+def check_settings(*, train_short_side: tuple[int, int] | None = None, train_crop: int | None = None,
+                   test_short_side: int | None = None, val_crop: int | None = None, test_crop: int | None = None,
+                   num_test_crops: int | None = None, prefix: str = "") -> list[str]:
+    """What is wrong with these sizes (one line per problem, each naming `prefix` + the setting);
+    settings left None are not checked.
+
+    Checked once up front (KineticsDataModule and ClipDataset): found later, inside a worker, such
+    a mistake would look like every video failing to decode.
+    """
+    problems = []
+    if train_short_side is not None:
+        lo, hi = train_short_side
+        if not 1 <= lo <= hi:
+            problems.append(f"{prefix}train_short_side {list(train_short_side)} must be [lo, hi] with 1 <= lo <= hi")
+        elif train_crop is not None and train_crop > lo:
+            problems.append(f"{prefix}train_crop {train_crop} is larger than the smallest training short side "
+                            f"{prefix}train_short_side[0] = {lo}: lower the crop or raise the short side")
+    for name, crop in (("val_crop", val_crop), ("test_crop", test_crop)):
+        if crop is not None and test_short_side is not None and crop > test_short_side:
+            problems.append(f"{prefix}{name} {crop} is larger than {prefix}test_short_side {test_short_side}, "
+                            "the short side of the frames it is cut from")
+    if min(v for v in (train_crop, val_crop, test_crop, test_short_side, 1) if v is not None) < 1:
+        problems.append(f"crop sizes and {prefix}test_short_side must be >= 1")
+    if num_test_crops is not None and num_test_crops not in (1, 3):
+        problems.append(f"{prefix}num_test_crops must be 1 (centre) or 3 (along the long side), got {num_test_crops}")
+    return problems
+
+
 def multi_crop_boxes(height: int, width: int, crop: int, num_crops: int) -> list[Box]:
     """Crops of `crop` x `crop` for testing, in the (already scaled) frame of size (height, width).
 

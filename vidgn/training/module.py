@@ -128,6 +128,13 @@ class VideoClassifier(L.LightningModule):
         self.log("val/top1", self.val_top1, prog_bar=True, batch_size=batch_size)
         self.log("val/top5", self.val_top5, batch_size=batch_size)
 
+    def on_validation_epoch_end(self) -> None:
+        # Videos that failed to decode were left out of the val metrics: say how many (their paths
+        # and reasons are in the log, once each).
+        datamodule = self.trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "bad_count"):
+            self.log("val/num_left_out", float(datamodule.bad_count("val")), reduce_fx="sum", sync_dist=True)
+
     # ---- clip- and video-level evaluation ------------------------------------------------------
     def on_test_epoch_start(self) -> None:
         self._views = []
