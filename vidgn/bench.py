@@ -225,7 +225,8 @@ def measure(jobs: list[dict], in_process: bool = False) -> list[dict]:
             errors[i] = msg
     live = [i for i in range(len(jobs)) if i not in errors]
     for r, ks in enumerate(_chunks(jobs[0])):
-        for i in live[r % len(live):] + live[:r % len(live)] if live else []:
+        turn = (live[r % len(live):] + live[:r % len(live)]) if live else []  # A B C, B C A, ...
+        for i in turn:
             if i in errors:
                 continue
             conns[i].send(ks)

@@ -163,7 +163,7 @@ class ClipDataset(torch.utils.data.Dataset):
         if in_worker and cache is not None and cache[0] == pid and cache[1] == video_index:
             return cache[2], cache[3]
         self._reader_cache = None  # drop a stale reader before opening the next one
-        reader, info = open_video(resolve(self.entries[video_index], self.data_root), self.decode_threads)
+        reader, info = open_video(self.path(video_index), self.decode_threads)
         if in_worker and self.multi_clip:
             self._reader_cache = (pid, video_index, reader, info)
         return reader, info
@@ -182,7 +182,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
         Raises VideoDecodeError (or anything decord raises) when the video is bad.
         """
-        path = resolve(self.entries[video_index], self.data_root)
+        path = self.path(video_index)
         reader, info = self._open(video_index)
         try:
             indices = self.frame_indices(info.num_frames, info.fps, clip_index, generator)
@@ -202,7 +202,7 @@ class ClipDataset(torch.utils.data.Dataset):
                           num_crops=self.num_test_crops)  # (V, 3, T, crop, crop)
 
     def _bad(self, video_index: int, e: BaseException) -> BadVideo:
-        path = str(resolve(self.entries[video_index], self.data_root))
+        path = self.path(video_index)
         reason = e.reason if isinstance(e, VideoDecodeError) else f"{type(e).__name__}: {e}"
         log.debug("bad video %s: %s", path, reason)  # the DataModule logs it once, in the main process
         return BadVideo(self.split, video_index, path, reason)
