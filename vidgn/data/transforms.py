@@ -150,8 +150,9 @@ def train_view(frames: torch.Tensor, *, short_side_range: tuple[int, int] = (256
     frames: (T, H, W, 3) uint8. Returns (1, 3, T, crop, crop) uint8.
     """
     lo, hi = short_side_range
-    if lo > hi or crop > lo:
-        raise ValueError(f"need crop <= short_side_range[0] <= short_side_range[1], got crop={crop}, range={short_side_range}")
+    problems = check_settings(train_short_side=(lo, hi), train_crop=crop)
+    if problems:
+        raise ValueError("; ".join(problems))
     _check_frames(frames)
     height, width = frames.shape[1:3]
     short = int(torch.randint(lo, hi + 1, (1,), generator=generator).item())
