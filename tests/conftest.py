@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vidgn.data.lists import write_list
-from vidgn.data.synthetic import SyntheticDataset, make_synthetic
+from vidgn.tools.synthetic import SyntheticDataset, make_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def synthetic_dataset(tmp_path_factory) -> SyntheticDataset:
 
 @dataclass
 class StampedVideos:
-    """Frame-index-stamped videos (see `vidgn.data.synthetic.read_frame_index`)."""
+    """Frame-index-stamped videos (see `vidgn.tools.synthetic.read_frame_index`)."""
 
     root: Path  # data root; paths in `list_path` and `videos` are relative to it
     list_path: Path  # all.txt: every video, `path label`

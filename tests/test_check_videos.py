@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vidgn.cli import main
-from vidgn.data.check import check_video
+from vidgn.tools.check_videos import check_video
 from vidgn.data.lists import parse_list, resolve
 
 

@@ -3,6 +3,7 @@ survive compression, and a class that lives in the motion, not in any single fra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 import torch
 
 from vidgn.data.lists import parse_list, read_classes, resolve
-from vidgn.data.synthetic import add_parser, make_synthetic, read_frame_index
+from vidgn.tools.synthetic import SyntheticSpec, make_synthetic, read_frame_index
+from vidgn.tools.synthetic.cli import add_parser, spec_from_args
 
 KINETICS_NAME = re.compile(r"^(train|val)/([^/]+)/[A-Za-z0-9_-]{11}_(\d{6})_(\d{6})\.(mp4|webm)$")
 
@@ -174,3 +176,32 @@ def test_motions_pick_classes_by_name(tmp_path):
     assert len(Path(ds.train_list).read_text().splitlines()) == 2
     with pytest.raises(ValueError, match="unknown motions"):
         make_synthetic(tmp_path / "x", motions=("moonwalking",), train_per_class=1, val_per_class=0)
+
+
+def test_cli_options_and_defaults_come_from_the_spec(tmp_path):
+    """Every SyntheticSpec field is a make-synthetic option (today's names), parsed with the field's
+    type and default, and synthetic.json records the spec less `workers` (its output does not depend on it)."""
+    parser = argparse.ArgumentParser(prog="vidgn")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    actions = {a.dest: a for a in sub.choices["make-synthetic"]._actions}
+    fields = {f.name: f for f in dataclasses.fields(SyntheticSpec)}
+    assert set(actions) - {"help", "out_dir"} == set(fields)
+    flags = {name: actions[name].option_strings for name in fields}
+    assert flags["num_classes"] == ["--classes"] and flags["fps_choices"] == ["--fps"]
+    assert flags["train_per_class"] == ["--train-per-class"] and flags["object_size"] == ["--object-size"]
+    assert actions["fps_choices"].nargs == actions["motions"].nargs == "+"
+    assert actions["stamp_frame_index"].const is True  # a switch
+    assert all(actions[name].help for name in fields)
+    args = parser.parse_args(["make-synthetic", "out"])
+    assert spec_from_args(args) == SyntheticSpec()
+    args = parser.parse_args(["make-synthetic", "out", "--classes", "3", "--fps", "10", "12",
+                              "--seconds", "0.5", "--motions", "moving up", "--stamp-frame-index"])
+    spec = spec_from_args(args)
+    assert spec == SyntheticSpec(num_classes=3, fps_choices=(10, 12), seconds=0.5,
+                                 motions=("moving up",), stamp_frame_index=True)
+    assert isinstance(spec.seconds, float) and isinstance(spec.num_classes, int)
+    params = spec.recorded_params()
+    assert list(params) == [f for f in fields if f != "workers"]
+    assert params["num_classes"] == 1  # the classes actually made
+    assert params["motions"] == ("moving up",)  # their order decides the draws: needed to rebuild

@@ -1,0 +1,9 @@
+"""Offline tools, each run once by hand before training: `vidgn prepare-kinetics` (official Kinetics
+annotation CSVs + downloaded clips -> list files, `kinetics`), `vidgn check-videos` (find the videos
+of a list that do not decode, `check_videos`) and `vidgn make-synthetic` (a synthetic
+Kinetics-format dataset of motion-defined classes, `synthetic`). They sit apart from `vidgn.data`,
+which is the input pipeline that training runs every step, and use only its list and video code.
+Import-light on purpose: importing a tool module must not import torch or Lightning (the `vidgn`
+command imports every tool module to build its parser, and `vidgn --help` stays fast); torch is
+imported only where a tool decodes videos, inside its worker processes.
+"""
