@@ -4,12 +4,13 @@ import json
 
 import pytest
 
-from vidgn import bench
+from vidgn import benchmarks
+from vidgn.benchmarks import data as bench
 
 
 def parse(argv):
     p = argparse.ArgumentParser()
-    bench.add_parser(p.add_subparsers(dest="command"))
+    benchmarks.add_parser(p.add_subparsers(dest="command"))
     return p.parse_args(["bench", "data", *argv])
 
 

@@ -46,7 +46,7 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def _pytorchvideo_loader(entries, root, t, s, crop, short_side, threads, mean, std):
+def _pytorchvideo_loader(entries, root, clip_spec, threads, mean, std):
     """Iterator of pytorchvideo clips doing the same job as vidgn's training transform."""
     import math
     import random
@@ -66,7 +66,8 @@ def _pytorchvideo_loader(entries, root, t, s, crop, short_side, threads, mean, s
     fps = decord.VideoReader(str(resolve(entries[0], root)), num_threads=1).get_avg_fps()
     m = torch.tensor(mean).view(3, 1, 1, 1)
     sd = torch.tensor(std).view(3, 1, 1, 1)
-    lo, hi = short_side
+    t, s, crop = clip_spec.num_frames, clip_spec.sampling_rate, clip_spec.train_crop
+    lo, hi = clip_spec.train_short_side
 
     def transform(sample: dict) -> dict:
         # pytorchvideo's recipe: UniformTemporalSubsample(T), x/255, Normalize, RandomShortSideScale,
@@ -111,10 +112,8 @@ def _loader(job: dict):
     from vidgn.data.lists import parse_list, resolve
 
     entries = parse_list(job["list"], job["root"], check_files=True)
-    t, s = job["num_frames"], job["sampling_rate"]
-    ds = ClipDataset(entries, job["root"], split="train", num_frames=t, sampling_rate=s,
-                     decode_threads=job["threads"], train_short_side=tuple(job["short_side"]),
-                     train_crop=job["crop"], flip=True)
+    clip_spec = job["clip"]
+    ds = ClipDataset(entries, job["root"], clip_spec, split="train", decode_threads=job["threads"])
     order = np.random.default_rng(job["seed"]).integers(0, len(entries), job["warmup"] + job["clips"])
     method = job["method"]
     if method == "vidgn":
@@ -131,8 +130,7 @@ def _loader(job: dict):
             idx = ds.frame_indices(len(reader), reader.get_avg_fps(), 0, g)
             return reader.get_batch(idx.tolist())
     elif method == "pytorchvideo":
-        it = _pytorchvideo_loader(entries, job["root"], t, s, job["crop"], tuple(job["short_side"]),
-                                  job["threads"], job["mean"], job["std"])
+        it = _pytorchvideo_loader(entries, job["root"], clip_spec, job["threads"], job["mean"], job["std"])
 
         def clip(k):
             return next(it)
@@ -165,7 +163,7 @@ class _Timed:
 
     def result(self) -> dict:
         job = self.job
-        return {"method": job["method"], "clip": f"{job['num_frames']}x{job['sampling_rate']}", "clips": self.count,
+        return {"method": job["method"], "clip": f"{job['clip'].num_frames}x{job['clip'].sampling_rate}", "clips": self.count,
                 "clips_per_s": self.count / self.wall, "cpu_ms_per_clip": 1000 * self.cpu / self.count,
                 "peak_rss_mb": _rss_kb("VmHWM") / 1024, "growth_mb": (_rss_kb("VmHWM") - self.base_kb) / 1024,
                 "out_shape": list(self.shape)}
@@ -240,7 +238,7 @@ def measure(jobs: list[dict], in_process: bool = False) -> list[dict]:
             msg = reply(i)
             if "error" in msg:
                 errors[i] = msg
-        tag = {"method": job["method"], "clip": f"{job['num_frames']}x{job['sampling_rate']}"}
+        tag = {"method": job["method"], "clip": f"{job['clip'].num_frames}x{job['clip'].sampling_rate}"}
         results.append({**tag, **(errors[i] if i in errors else msg)})
         procs[i].join(timeout=10)
         if procs[i].is_alive():
@@ -260,7 +258,7 @@ def _load_config(path: str) -> dict:
 
 def _synthetic_videos(cache_dir: Path, num_videos: int, seconds: float, width: int, height: int):
     """340x256 H.264, 30 fps, `seconds` long, `num_videos` of them, made once into cache_dir."""
-    from vidgn.data.synthetic import make_synthetic
+    from vidgn.tools.synthetic import make_synthetic
 
     tag = f"{num_videos}x{seconds:g}s_{width}x{height}"
     root = cache_dir / tag
@@ -279,6 +277,8 @@ def _parse_clip(text: str) -> tuple[int, int]:
 
 
 def bench_data(args) -> list[dict]:
+    from vidgn.data.clip import ClipSpec  # torch: not at import, so that `vidgn --help` stays light
+
     data = _load_config(args.config) if args.config else {}
     root = args.data_root or data.get("data_root")
     lst = args.list or data.get("train_list")
@@ -303,8 +303,9 @@ def bench_data(args) -> list[dict]:
     results = []
     for text in clips:
         t, s = _parse_clip(text)
-        jobs = [dict(method=method, root=root, list=lst, num_frames=t, sampling_rate=s, crop=crop,
-                     short_side=short_side, threads=threads, clips=args.clips, warmup=args.warmup,
+        clip_spec = ClipSpec(num_frames=t, sampling_rate=s, train_short_side=short_side, train_crop=crop)
+        clip_spec.check("train")
+        jobs = [dict(method=method, root=root, list=lst, clip=clip_spec, threads=threads, clips=args.clips, warmup=args.warmup,
                      chunk=args.chunk, seed=args.seed, mean=mean, std=std) for method in methods]
         for r in measure(jobs, in_process=args.in_process):
             results.append(r)
@@ -331,9 +332,8 @@ def summary_table(results: list[dict]) -> str:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="speed benchmarks (`vidgn bench data`)")
-    sub = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
-    d = sub.add_parser("data", help="clip loading throughput per worker vs pytorchvideo and the decode floor",
+    """Register `vidgn bench data` with the sub-subparsers of `vidgn bench` (vidgn.benchmarks)."""
+    d = subparsers.add_parser("data", help="clip loading throughput per worker vs pytorchvideo and the decode floor",
                        description=__doc__.split("\n\n")[0])
     d.add_argument("--config", help="YAML whose data: section gives data_root, train_list, crop, ...")
     d.add_argument("--data-root", help="folder the list's paths are relative to")
