@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidgn.data import KineticsDataModule
+from vidgn.data import VideoDataModule
 from vidgn.data.datamodule import TooManyBadVideos
 from vidgn.data.lists import parse_list, write_list
 
@@ -69,7 +69,7 @@ def dm_for(root, **kw):
     args = dict(data_root=str(root), train_list=str(root / "list.txt"), val_list=str(root / "list.txt"),
                 test_list=str(root / "list.txt"), **TINY)
     args.update(kw)
-    return KineticsDataModule(**args)
+    return VideoDataModule(**args)
 
 
 def run_epoch(dm, split):

@@ -1,11 +1,11 @@
-"""KineticsDataModule: list errors before training, batches and hooks, workers, DDP sharding,
+"""VideoDataModule: list errors before training, batches and hooks, workers, DDP sharding,
 test-time coverage and a real Lightning fit/test loop."""
 import lightning as L
 import pytest
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from vidgn.data import KineticsDataModule
+from vidgn.data import VideoDataModule
 from vidgn.data.lists import ListError
 
 TINY = dict(num_frames=4, sampling_rate=2, clips_per_gpu=2, num_workers=0, train_short_side=(40, 48),
@@ -15,14 +15,14 @@ TINY = dict(num_frames=4, sampling_rate=2, clips_per_gpu=2, num_workers=0, train
 def make_dm(ds, **kw):
     args = dict(data_root=str(ds.root), train_list=str(ds.train_list), val_list=str(ds.val_list), **TINY)
     args.update(kw)
-    return KineticsDataModule(**args)
+    return VideoDataModule(**args)
 
 
 def test_num_classes_right_after_init_without_reading_videos(synthetic_dataset, tmp_path):
     # The list names videos that do not exist: __init__ must not look at them...
     lst = tmp_path / "train.txt"
     lst.write_text("nowhere/a.mp4 0\nnowhere/b.mp4 3\n")
-    dm = KineticsDataModule(data_root=str(tmp_path), train_list=str(lst),
+    dm = VideoDataModule(data_root=str(tmp_path), train_list=str(lst),
                             classes_file=str(synthetic_dataset.classes_file))
     assert dm.num_classes == 4 and dm.classes == synthetic_dataset.classes
     # ...but setup must, before any training starts, naming the file and line.
@@ -76,7 +76,7 @@ def test_no_classes_file_is_a_clear_error(tmp_path):
     lst = tmp_path / "train.txt"
     lst.write_text("a.mp4 0\n")
     with pytest.raises(ListError, match="classes_file"):
-        KineticsDataModule(data_root=str(tmp_path / "root"), train_list=str(lst))
+        VideoDataModule(data_root=str(tmp_path / "root"), train_list=str(lst))
 
 
 def test_train_batch_after_hooks(synthetic_dataset):
@@ -138,7 +138,7 @@ def test_config_schema_parses():
     from jsonargparse import ArgumentParser
 
     p = ArgumentParser()
-    p.add_class_arguments(KineticsDataModule, "data")
+    p.add_class_arguments(VideoDataModule, "data")
     cfg = p.parse_args(["--data.data_root=/x", "--data.num_frames=64", "--data.sampling_rate=1",
                         "--data.clips_per_gpu=4", "--data.train_short_side=[256, 320]"])
     assert cfg.data.num_frames == 64 and cfg.data.clips_per_gpu == 4
@@ -201,3 +201,11 @@ def test_lightning_can_inject_its_distributed_sampler(synthetic_dataset):
         assert rebuilt.sampler is sampler and rebuilt.batch_size == 2 and rebuilt.drop_last
         seen.append({int(i) for b in rebuilt for i in b["video_index"]})
     assert seen[0] and seen[1] and not seen[0] & seen[1]
+
+
+def test_old_name_still_imports():
+    """The DataModule serves any video list; its Kinetics-era name stays importable."""
+    import vidgn
+    from vidgn.data import KineticsDataModule
+
+    assert KineticsDataModule is VideoDataModule is vidgn.VideoDataModule is vidgn.KineticsDataModule

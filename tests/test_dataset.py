@@ -3,9 +3,10 @@ views and their geometry, test-time items, collate."""
 import pytest
 import torch
 
+from vidgn.data.clip import ClipSpec
 from vidgn.data.dataset import ClipDataset, collate_clips
 from vidgn.data.lists import parse_list, resolve
-from vidgn.data.synthetic import read_frame_index
+from vidgn.tools.synthetic import read_frame_index
 from vidgn.data.video import decode_frames, open_video
 
 
@@ -13,9 +14,9 @@ def stamps(frames):  # (T, H, W, 3) -> frame indices read from the pixels
     return [read_frame_index(f) for f in frames]
 
 
-def stamped(stamped_dataset, **kw):
+def stamped(stamped_dataset, split, **clip):
     entries = parse_list(stamped_dataset.list_path, stamped_dataset.root)
-    ds = ClipDataset(entries, str(stamped_dataset.root), **kw)
+    ds = ClipDataset(entries, str(stamped_dataset.root), ClipSpec(**clip), split=split)
     meta = {v["path"]: v for v in stamped_dataset.videos}
     return ds, [meta[e.path] for e in entries]
 
@@ -97,8 +98,9 @@ def test_three_crop_geometry_on_decoded_video(stamped_dataset):
         reader, info = open_video(resolve(e, stamped_dataset.root))
         h, w = decode_frames(reader, [0]).shape[1:3]
         short = min(h, w)
-        ds = ClipDataset(entries, str(stamped_dataset.root), split="test", num_frames=4, sampling_rate=1,
-                         test_short_side=short, test_crop=short, num_test_clips=1, num_test_crops=3)
+        clip = ClipSpec(num_frames=4, sampling_rate=1, test_short_side=short, test_crop=short, num_test_clips=1,
+                        num_test_crops=3)
+        ds = ClipDataset(entries, str(stamped_dataset.root), clip, split="test")
         frames, _ = ds.decode_clip(i, 0)  # (T, H, W, 3)
         item = ds[i]
         views = item["video"]  # (3, 3, T, short, short)
@@ -114,11 +116,11 @@ def test_three_crop_geometry_on_decoded_video(stamped_dataset):
 def test_splits_shapes_and_collate(synthetic_dataset):
     root = str(synthetic_dataset.root)
     entries = parse_list(synthetic_dataset.val_list, root)
-    common = dict(num_frames=4, sampling_rate=2, train_short_side=(40, 48), train_crop=32,
-                  test_short_side=40, val_crop=32, test_crop=40, num_test_clips=2, num_test_crops=3)
-    train = ClipDataset(entries, root, split="train", **common)
-    val = ClipDataset(entries, root, split="val", **common)
-    test = ClipDataset(entries, root, split="test", **common)
+    clip = ClipSpec(num_frames=4, sampling_rate=2, train_short_side=(40, 48), train_crop=32,
+                    test_short_side=40, val_crop=32, test_crop=40, num_test_clips=2, num_test_crops=3)
+    train = ClipDataset(entries, root, clip, split="train")
+    val = ClipDataset(entries, root, clip, split="val")
+    test = ClipDataset(entries, root, clip, split="test")
     assert train[0]["video"].shape == (1, 3, 4, 32, 32) and train[0]["video"].dtype == torch.uint8
     assert val[1]["video"].shape == (1, 3, 4, 32, 32)
     assert len(test) == 2 * len(entries)
@@ -139,7 +141,7 @@ def test_narrow_frames_decode_exactly(tmp_path):
     decode_frames falls back to sequential reads and must still return the exact frames."""
     import json
 
-    from vidgn.data.synthetic import make_synthetic
+    from vidgn.tools.synthetic import make_synthetic
 
     ds = make_synthetic(tmp_path, num_classes=2, train_per_class=1, val_per_class=0, width=72, height=52,
                         size_jitter=0.0, seconds=1.0, fps_choices=(25,), webm_fraction=0.5,

@@ -20,8 +20,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 import vidgn.data.datamodule as datamodule_module
-from vidgn.data import KineticsDataModule
-from vidgn.data.check import check_videos
+from vidgn.data import VideoDataModule
+from vidgn.tools.check_videos import check_videos
 from vidgn.data.lists import parse_list, write_list
 from tests.helpers import write_decoder_crashing_mp4
 
@@ -71,7 +71,7 @@ def make_dm(root, **kw):
     lst = str(root / "list.txt")
     args = dict(data_root=str(root), train_list=lst, val_list=lst, test_list=lst, **TINY)
     args.update(kw)
-    return KineticsDataModule(**args)
+    return VideoDataModule(**args)
 
 
 def run_epoch(dm, loader):

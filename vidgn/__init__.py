@@ -12,10 +12,10 @@ def __getattr__(name: str):
         from vidgn.training.module import VideoClassifier
 
         return VideoClassifier
-    if name == "KineticsDataModule":
-        from vidgn.data.datamodule import KineticsDataModule
+    if name in ("VideoDataModule", "KineticsDataModule"):
+        from vidgn.data import datamodule
 
-        return KineticsDataModule
+        return getattr(datamodule, name)
     if name == "I3DResNet":
         from vidgn.models.i3d import I3DResNet
 

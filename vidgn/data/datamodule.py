@@ -1,4 +1,4 @@
-"""KineticsDataModule: lists -> clip datasets -> DataLoaders, bad-video accounting, GPU normalisation.
+"""VideoDataModule: lists -> clip datasets -> DataLoaders, bad-video accounting, GPU normalisation.
 
 Its __init__ keyword arguments are the `data:` section of every config. Workers produce uint8 clips;
 `on_after_batch_transfer` converts and normalises them on the device, so the host->device copy is
@@ -28,10 +28,11 @@ import sys
 import lightning
 import torch
 
-from vidgn.data.dataset import SPLITS, BadVideo, ClipDataset, collate_clips
+from vidgn.data.clip import SPLITS, ClipSpec
+from vidgn.data.dataset import BadVideo, ClipDataset, collate_clips
 from vidgn.data.lists import ListError, VideoEntry, find_classes_file, parse_list, read_classes
 from vidgn.data.loader import CrashSafeLoader
-from vidgn.data.transforms import check_settings, normalize
+from vidgn.data.transforms import normalize
 
 log = logging.getLogger("vidgn.data")
 
@@ -43,8 +44,8 @@ class TooManyBadVideos(RuntimeError):
     """More videos of a split failed to decode than `max_bad_fraction` allows."""
 
 
-class KineticsDataModule(lightning.LightningDataModule):
-    """Kinetics-format video lists as clip batches for I3D training and 10-clip x 3-crop testing.
+class VideoDataModule(lightning.LightningDataModule):
+    """Video lists (Kinetics format or any other) as clip batches for I3D training and 10-clip x 3-crop testing.
 
     Args:
         data_root: folder that relative paths in the lists are relative to.
@@ -122,11 +123,12 @@ class KineticsDataModule(lightning.LightningDataModule):
         self.save_hyperparameters()
         self.data_root = data_root
         self.lists = {"train": train_list, "val": val_list, "test": test_list, "predict": predict_list}
-        self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps
+        # The clip settings, once, as one object every consumer takes (datasets, benchmarks).
+        self.clip = ClipSpec(num_frames=num_frames, sampling_rate=sampling_rate, target_fps=target_fps,
+                             train_short_side=tuple(train_short_side), train_crop=train_crop, flip=flip,
+                             test_short_side=test_short_side, val_crop=val_crop, test_crop=test_crop,
+                             num_test_clips=num_test_clips, num_test_crops=num_test_crops)
         self.clips_per_gpu, self.num_workers, self.decode_threads = clips_per_gpu, num_workers, decode_threads
-        self.train_short_side, self.train_crop, self.flip = tuple(train_short_side), train_crop, flip
-        self.test_short_side, self.val_crop, self.test_crop = test_short_side, val_crop, test_crop
-        self.num_test_clips, self.num_test_crops = num_test_clips, num_test_crops
         self.mean, self.std = tuple(mean), tuple(std)
         self.max_bad_fraction, self.max_retries, self.seed = max_bad_fraction, max_retries, seed
         self.pin_memory, self.drop_last_train, self.prefetch_factor = pin_memory, drop_last_train, prefetch_factor
@@ -144,20 +146,14 @@ class KineticsDataModule(lightning.LightningDataModule):
         self._logged: set[str] = set()  # paths already logged this run: each is logged once
 
     def _check_settings(self) -> None:
-        # Now, while the config is parsed: inside a worker a bad size would look like every video
-        # failing to decode, and the run would stop telling the user to check their videos.
-        problems = [f"data.{name} must be >= 1, got {getattr(self, name)}"
-                    for name in ("num_frames", "sampling_rate", "clips_per_gpu", "num_test_clips", "decode_threads")
-                    if getattr(self, name) < 1]
+        # Now, while the config is parsed, every problem at once with its `data.` name.
+        problems = self.clip.problems(prefix="data.")
+        problems += [f"data.{name} must be >= 1, got {getattr(self, name)}"
+                     for name in ("clips_per_gpu", "decode_threads") if getattr(self, name) < 1]
         problems += [f"data.{name} must be >= 0, got {getattr(self, name)}"
                      for name in ("num_workers", "max_retries") if getattr(self, name) < 0]
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             problems.append(f"data.max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
-        if self.target_fps is not None and self.target_fps <= 0:
-            problems.append(f"data.target_fps must be > 0 (or null: each file's rate), got {self.target_fps}")
-        problems += check_settings(train_short_side=self.train_short_side, train_crop=self.train_crop,
-                                   test_short_side=self.test_short_side, val_crop=self.val_crop,
-                                   test_crop=self.test_crop, num_test_crops=self.num_test_crops, prefix="data.")
         if problems:
             raise ValueError("unusable data settings:\n  " + "\n  ".join(problems))
 
@@ -197,11 +193,7 @@ class KineticsDataModule(lightning.LightningDataModule):
     def dataset(self, split: str) -> ClipDataset:
         if split not in self._datasets:
             self._datasets[split] = ClipDataset(
-                self.entries(split), self.data_root, split=split, num_frames=self.num_frames,
-                sampling_rate=self.sampling_rate, target_fps=self.target_fps, decode_threads=self.decode_threads,
-                train_short_side=self.train_short_side, train_crop=self.train_crop, flip=self.flip,
-                test_short_side=self.test_short_side, val_crop=self.val_crop, test_crop=self.test_crop,
-                num_test_clips=self.num_test_clips, num_test_crops=self.num_test_crops,
+                self.entries(split), self.data_root, self.clip, split=split, decode_threads=self.decode_threads,
                 max_retries=self.max_retries, seed=self.seed, rank=self._rank())
         return self._datasets[split]
 
@@ -292,3 +284,7 @@ class KineticsDataModule(lightning.LightningDataModule):
 
     def reset_bad(self, split: str) -> None:
         self._bad[split] = {}
+
+
+# The name it had when it served only Kinetics; kept so that existing code and notebooks import it.
+KineticsDataModule = VideoDataModule

@@ -1,12 +1,9 @@
 """Map-style clip datasets over a parsed video list, the collate function, and bad-video records.
 
-One dataset class serves every split; `split` picks the sampling:
-
-* train: one random window, random short side + random crop + flip; one row per item.
-* val: the centre window, short side `test_short_side`, centre crop `val_crop`; one row per item.
-* test / predict: item i is (video i // K, window i % K) of K = `num_test_clips` uniform windows;
-  its window is decoded once and all `num_test_crops` crops come out as separate rows, so an item
-  gives `num_test_crops` rows and a batch of B items has B * num_test_crops rows.
+One dataset class serves every split; `split` picks the window and views (`vidgn.data.clip`). For
+test / predict, item i is (video i // K, window i % K) of K = `num_test_clips` windows: the window
+is decoded once and its `num_test_crops` crops come out as separate rows, so a batch of B items
+has B * num_test_crops rows.
 
 Every item is a dict of tensors whose first dim is the item's rows (V):
 `video` uint8 (V, 3, T, H, W), `label`, `video_index`, `clip_index`, `crop_index` long (V,), plus
@@ -27,13 +24,11 @@ import cv2
 import numpy as np
 import torch
 
-from vidgn.data import sampling
+from vidgn.data.clip import SPLITS, ClipSpec
 from vidgn.data.lists import VideoEntry, resolve
-from vidgn.data.transforms import check_settings, eval_views, train_view
 from vidgn.data.video import VideoDecodeError, decode_frames, open_video
 
 log = logging.getLogger("vidgn.data")
-SPLITS = ("train", "val", "test", "predict")
 
 
 class BadVideo(NamedTuple):
@@ -52,57 +47,23 @@ class ClipDataset(torch.utils.data.Dataset):
     Args:
         entries: the split's parsed list (`lists.parse_list`).
         data_root: folder the list's relative paths are relative to.
+        clip: frames, sampling and view sizes (`ClipSpec`); only the sizes of `split` are checked.
         split: one of train / val / test / predict; chooses sampling and transforms (module doc).
-        num_frames: frames per clip (T), 32 or 64 in the paper.
-        sampling_rate: source frames between sampled frames, 2 or 1 in the paper.
-        target_fps: measure `sampling_rate` at this frame rate instead of the file's (None: the file's).
         decode_threads: decord threads per reader (per worker).
-        train_short_side: training short-side range [lo, hi] (paper: [256, 320]).
-        train_crop: training crop size (paper: 224).
-        flip: random horizontal flip in training.
-        test_short_side: short side for val/test (paper: 256).
-        val_crop: centre crop for val (224).
-        test_crop: crop size for test/predict (paper: 256, fully convolutional testing).
-        num_test_clips: uniform windows per video for test/predict (paper: 10).
-        num_test_crops: spatial crops per window for test/predict, 1 or 3 (paper: 3).
         max_retries: training only: how many replacement videos to try before giving up on an item.
         seed: seeds the augmentation RNG when there are no DataLoader workers (workers seed from
             the DataLoader's per-worker seed instead).
         rank: process rank, mixed into that seed so DDP ranks augment differently.
     """
 
-    def __init__(self, entries: Sequence[VideoEntry], data_root: str, *, split: str = "train",
-                 num_frames: int = 32, sampling_rate: int = 2, target_fps: float | None = None,
-                 decode_threads: int = 1, train_short_side: tuple[int, int] = (256, 320), train_crop: int = 224,
-                 flip: bool = True, test_short_side: int = 256, val_crop: int = 224, test_crop: int = 256,
-                 num_test_clips: int = 10, num_test_crops: int = 3, max_retries: int = 10, seed: int = 0,
+    def __init__(self, entries: Sequence[VideoEntry], data_root: str, clip: ClipSpec = ClipSpec(), *,
+                 split: str = "train", decode_threads: int = 1, max_retries: int = 10, seed: int = 0,
                  rank: int = 0):
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if num_frames < 1 or sampling_rate < 1:
-            raise ValueError(f"num_frames and sampling_rate must be >= 1, got {num_frames}x{sampling_rate}")
-        if num_test_clips < 1:
-            raise ValueError(f"num_test_clips must be >= 1, got {num_test_clips}")
-        if target_fps is not None and target_fps <= 0:
-            raise ValueError(f"target_fps must be > 0 (or None for each file's rate), got {target_fps}")
-        if split == "train":  # only the sizes this split uses
-            problems = check_settings(train_short_side=tuple(train_short_side), train_crop=train_crop)
-        elif split == "val":
-            problems = check_settings(test_short_side=test_short_side, val_crop=val_crop)
-        else:
-            problems = check_settings(test_short_side=test_short_side, test_crop=test_crop,
-                                      num_test_crops=num_test_crops)
-        if problems:
-            raise ValueError("unusable clip settings: " + "; ".join(problems))
+        clip.check(split)
         self.entries = list(entries)
         self.data_root = str(data_root)
-        self.split = split
-        self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps
-        self.decode_threads = decode_threads
-        self.train_short_side, self.train_crop, self.flip = tuple(train_short_side), train_crop, flip
-        self.test_short_side, self.val_crop, self.test_crop = test_short_side, val_crop, test_crop
-        self.num_test_clips, self.num_test_crops = num_test_clips, num_test_crops
-        self.max_retries, self.seed, self.rank = max_retries, seed, rank
+        self.clip, self.split = clip, split
+        self.decode_threads, self.max_retries, self.seed, self.rank = decode_threads, max_retries, seed, rank
         self._generator: tuple[int, torch.Generator] | None = None  # (pid, generator)
         self._reader_cache: tuple | None = None  # (pid, video_index, reader, info), workers only
         # Native decoder crashes (see vidgn.data.loader.CrashSafeLoader): the loader hands workers a
@@ -111,33 +72,20 @@ class ClipDataset(torch.utils.data.Dataset):
         self.in_flight: torch.Tensor | None = None
         self.crashed: dict[int, str] = {}
 
-    # -- geometry -------------------------------------------------------------------------------
     @property
     def multi_clip(self) -> bool:
-        return self.split in ("test", "predict")
-
-    @property
-    def crop_size(self) -> int:
-        return {"train": self.train_crop, "val": self.val_crop}.get(self.split, self.test_crop)
+        return ClipSpec.multi_clip(self.split)
 
     def path(self, video_index: int) -> str:
         return str(resolve(self.entries[video_index], self.data_root))
 
     def __len__(self) -> int:
-        return len(self.entries) * (self.num_test_clips if self.multi_clip else 1)
+        return len(self.entries) * self.clip.clips_per_video(self.split)
 
     def frame_indices(self, num_video_frames: int, fps: float, clip_index: int = 0,
                       generator: torch.Generator | None = None) -> np.ndarray:
         """Source frame indices of one clip of a video with `num_video_frames` frames at `fps`."""
-        stride = sampling.frame_stride(self.sampling_rate, fps, self.target_fps)
-        span = sampling.window_span(self.num_frames, stride)
-        if self.split == "train":
-            start = sampling.random_start(num_video_frames, span, generator)
-        elif self.split == "val":
-            start = sampling.centre_start(num_video_frames, span)
-        else:
-            start = sampling.uniform_starts(num_video_frames, span, self.num_test_clips)[clip_index]
-        return sampling.clip_indices(num_video_frames, start, self.num_frames, stride)
+        return self.clip.frame_indices(self.split, num_video_frames, fps, clip_index, generator)
 
     # -- per-process state (created lazily inside the process that uses it) ------------------------
     def _rng(self) -> torch.Generator:
@@ -193,13 +141,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _views(self, video_index: int, clip_index: int, generator: torch.Generator) -> torch.Tensor:
         frames, _ = self.decode_clip(video_index, clip_index, generator)  # (T, H, W, 3) uint8
-        if self.split == "train":
-            return train_view(frames, short_side_range=self.train_short_side, crop=self.train_crop,
-                              flip=self.flip, generator=generator)
-        if self.split == "val":
-            return eval_views(frames, short_side=self.test_short_side, crop=self.val_crop, num_crops=1)
-        return eval_views(frames, short_side=self.test_short_side, crop=self.test_crop,
-                          num_crops=self.num_test_crops)  # (V, 3, T, crop, crop)
+        return self.clip.views(self.split, frames, generator)  # (V, 3, T, crop, crop) uint8
 
     def _bad(self, video_index: int, e: BaseException) -> BadVideo:
         path = self.path(video_index)
@@ -220,8 +162,8 @@ class ClipDataset(torch.utils.data.Dataset):
         }
 
     def _empty(self) -> torch.Tensor:
-        c = self.crop_size
-        return torch.empty((0, 3, self.num_frames, c, c), dtype=torch.uint8)
+        c = self.clip.crop_size(self.split)
+        return torch.empty((0, 3, self.clip.num_frames, c, c), dtype=torch.uint8)
 
     def __getitem__(self, index: int) -> dict:
         return self.item(index, self._rng())
@@ -230,7 +172,7 @@ class ClipDataset(torch.utils.data.Dataset):
         """Item `index` drawing its random choices (window, scale, crop, flip, replacement) from
         `generator`; __getitem__ passes the per-process generator."""
         if self.multi_clip:
-            video_index, clip_index = divmod(int(index), self.num_test_clips)
+            video_index, clip_index = divmod(int(index), self.clip.num_test_clips)
         else:
             video_index, clip_index = int(index), 0
         bad: list[BadVideo] = []

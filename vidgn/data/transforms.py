@@ -12,13 +12,11 @@ be off by under one source pixel compared with resize-then-crop; the filter also
 outside the box at its edges. Neither matters for training. Multi-crop testing resizes the whole
 frame once (the crops cover it anyway) and slices.
 
-Why OpenCV for the resize and flip: on one core (a DataLoader worker) its uint8 bilinear resize of
-a 64-frame clip takes about two thirds of torchvision's uint8 resize, it writes straight into the
-output buffer, and its in-place flip costs a tenth of `torch.flip` on 3-byte pixels (measured in
-docs/benchmarks.md). Those milliseconds are what separates the loader from the bare decode. cv2
-works on (H, W, 3) frames, decord's layout, so nothing is transposed. Enlarging (the usual case:
-340x256 Kinetics at short side 256..320) is bilinear; shrinking (larger sources) uses INTER_AREA,
-OpenCV's antialiased filter, as torchvision's antialias=True would.
+Why OpenCV for the resize and flip: on one core (a DataLoader worker) its uint8 resize and in-place
+flip are faster than torchvision's resize and `torch.flip` on 3-byte pixels, and it writes straight
+into the output buffer (figures in docs/benchmarks.md). cv2 works on (H, W, 3) frames, decord's
+layout, so nothing is transposed. Enlarging is bilinear; shrinking uses INTER_AREA, OpenCV's
+antialiased filter, as torchvision's antialias=True would.
 
 All functions take frames as (T, H, W, 3) uint8 and return views as (V, 3, T, h, w) uint8 whose
 memory is (V, T, h, w, 3)-ordered (torch.channels_last_3d): that is how the frames come out of the
@@ -58,7 +56,7 @@ def check_settings(*, train_short_side: tuple[int, int] | None = None, train_cro
     """What is wrong with these sizes (one line per problem, each naming `prefix` + the setting);
     settings left None are not checked.
 
-    Checked once up front (KineticsDataModule and ClipDataset): found later, inside a worker, such
+    Checked once up front (`ClipSpec.problems`): found later, inside a worker, such
     a mistake would look like every video failing to decode.
     """
     problems = []
