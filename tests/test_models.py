@@ -230,12 +230,16 @@ def _ddp_worker(rank, world, init_file, data_file, out_dir):
         logits = ddp(x)
         F.cross_entropy(logits, y).backward()
         grads = {n: p.grad for n, p in model.named_parameters()}
-        # sync_bn_group_size: subgroups of one process each, made on the first forward (eval, since
+        # sync_bn_group_size: subgroups of one process each, made by the training module's setup
+        # (after DDP start-up), never by the network itself, not even in forward (eval, since
         # SyncBatchNorm refuses CPU tensors in training once a process group exists).
+        from vidgn.training.module import VideoClassifier
+
+        VideoClassifier(network=lazy_sync).setup("fit")
+        left_alone = tiny(norm="sync_bn", sync_bn_group_size=1)
         with torch.no_grad():
-            lazy_sync.eval()(x.float())
-        eager_sync = tiny(norm="sync_bn", sync_bn_group_size=1)
-        sizes = [dist.get_world_size(m.process_group) for net in (lazy_sync, eager_sync)
+            left_alone.eval()(x.float())
+        sizes = [dist.get_world_size(m.process_group) for net in (lazy_sync, left_alone)
                  for m in net.modules() if isinstance(m, nn.SyncBatchNorm)]
         torch.save({"logits": logits.detach(), "grads": grads, "sync_sizes": sizes,
                     "running_mean": model.conv1.norm.running_mean.clone()}, os.path.join(out_dir, f"rank{rank}.pt"))
@@ -269,7 +273,8 @@ def test_bn_clips_equals_two_process_ddp(tmp_path):
                                (ranks[0]["running_mean"] + ranks[1]["running_mean"]) / 2)
     # Plain BN over the whole batch of 4 is a different computation (the check can fail).
     assert not torch.allclose(ref_model(x), logits, atol=1e-3)
-    # Every SyncBatchNorm of both sync_bn nets (lazy and eager) syncs within its 1-process group.
+    # Every SyncBatchNorm of the set-up net syncs within its 1-process group; the other one, which
+    # only ran forward, still syncs over both processes.
     n_sync = sum(isinstance(m, nn.SyncBatchNorm) for m in tiny(norm="sync_bn").modules())
     for r in range(world):
-        assert ranks[r]["sync_sizes"] == [1] * (2 * n_sync)
+        assert ranks[r]["sync_sizes"] == [1] * n_sync + [world] * n_sync

@@ -4,8 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidgn.models import I3DResNet, is_norm, make_norm, param_groups
+from vidgn.models import I3DResNet, is_norm, make_norm
 from vidgn.models.norms import FrozenBatchNorm3d, SubBatchNorm3d, canonical_norm_name
+from vidgn.training.optim import param_groups
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -29,7 +30,7 @@ def test_unknown_norm_and_misplaced_options():
     with pytest.raises(ValueError, match="bn_clips"):
         make_norm("gn", bn_clips=4)
     with pytest.raises(ValueError, match="sync_bn_group_size"):
-        make_norm("bn", sync_bn_group_size=2)
+        I3DResNet(depth=18, norm="bn", sync_bn_group_size=2)
     assert canonical_norm_name("Frozen-BN") == "frozen_bn"
     assert not is_norm(nn.Conv3d(2, 2, 1)) and not is_norm(nn.Linear(2, 2))
 

@@ -10,25 +10,22 @@ Normalization", 2018, Sec. 6.3), for a (B, 3, 32, 224, 224) clip:
     res3 / res4 / res5 (spatial stride 2 each)        ->  4 x 28 x 28 / 4 x 14 x 14 / 4 x 7 x 7
     global average pool -> dropout 0.5 -> fc
 
-Blocks and module names come from pytorchvideo (ResBlock / BottleneckBlock / ResStage /
-ResNetBasicStem are plain containers that take any norm module); its `create_*` builders are not
-used because they call `norm(num_features=, eps=, momentum=)` (GroupNorm has no such signature)
-and only zero-initialise BN. pytorchvideo has no basic (2-conv) block, so BasicBlock is here.
-Spatial strides sit on the 3x3 conv of a bottleneck (torchvision's ResNet v1.5 layout, so 2D
-ImageNet checkpoints inflate one-to-one).
+The containers (ResBlock, BottleneckBlock, ResStage, ResNetBasicStem) are pytorchvideo's, which take
+any norm module; its `create_*` builders are bypassed because they cannot take GroupNorm
+(docs/models.md). Spatial strides sit on the 3x3 conv of a bottleneck (torchvision's ResNet v1.5
+layout), so 2D ImageNet checkpoints inflate one-to-one.
 """
 from __future__ import annotations
 
 import logging
 import warnings
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vidgn.models.norms import canonical_norm_name, make_norm, set_sync_bn_process_group
+from vidgn.models.norms import canonical_norm_name, make_norm
 
 with warnings.catch_warnings():
     # fvcore (imported by pytorchvideo.models) calls the deprecated torch.jit.script at import.
@@ -82,20 +79,78 @@ class ReplicateTConv3d(nn.Conv3d):
 
 
 class BasicBlock(nn.Module):
-    """ResNet-18/34 residual branch: conv_a (t x 3 x 3) -> norm -> ReLU -> conv_b (1x3x3) -> norm.
+    """ResNet-18/34 residual branch: conv_a (t x 3 x 3, stride) -> norm -> ReLU -> conv_b (1x3x3) -> norm.
 
-    Attribute names follow pytorchvideo's BottleneckBlock (conv_a, norm_a, ...), so inflation and
-    zero-init treat both block types alike.
+    pytorchvideo has no 2-conv block; attribute names follow its BottleneckBlock (conv_a, norm_a,
+    ...), so inflation and zero-init treat both block types alike.
     """
 
-    def __init__(self, *, conv_a: nn.Module, norm_a: nn.Module, act_a: nn.Module,
-                 conv_b: nn.Module, norm_b: nn.Module) -> None:
+    expansion = 1
+
+    def __init__(self, dim_in: int, width: int, *, t: int, stride: tuple[int, int, int],
+                 conv: type[nn.Conv3d], norm: Callable[[int], nn.Module]) -> None:
         super().__init__()
-        self.conv_a, self.norm_a, self.act_a = conv_a, norm_a, act_a
-        self.conv_b, self.norm_b = conv_b, norm_b
+        self.conv_a = conv(dim_in, width, (t, 3, 3), stride=stride, padding=(t // 2, 1, 1), bias=False)
+        self.norm_a, self.act_a = norm(width), nn.ReLU(inplace=True)
+        self.conv_b = conv(width, width, (1, 3, 3), padding=(0, 1, 1), bias=False)
+        self.norm_b = norm(width)
+
+    @property
+    def last_norm(self) -> nn.Module:
+        return self.norm_b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm_b(self.conv_b(self.act_a(self.norm_a(self.conv_a(x)))))
+
+
+class Bottleneck(BottleneckBlock):
+    """ResNet-50/101/152 residual branch: conv_a (t x 1 x 1) -> conv_b (1x3x3, stride) -> conv_c (1x1x1,
+    width x 4), each followed by a norm, ReLU between; pytorchvideo's BottleneckBlock built from sizes."""
+
+    expansion = 4
+
+    def __init__(self, dim_in: int, width: int, *, t: int, stride: tuple[int, int, int],
+                 conv: type[nn.Conv3d], norm: Callable[[int], nn.Module]) -> None:
+        # Not BottleneckBlock.__init__: it copies its locals() onto self, __class__ included, which
+        # would turn this object back into a plain BottleneckBlock. Its forward is used as is.
+        nn.Module.__init__(self)
+        self.conv_a = conv(dim_in, width, (t, 1, 1), padding=(t // 2, 0, 0), bias=False)
+        self.norm_a, self.act_a = norm(width), nn.ReLU(inplace=True)
+        self.conv_b = conv(width, width, (1, 3, 3), stride=stride, padding=(0, 1, 1), bias=False)
+        self.norm_b, self.act_b = norm(width), nn.ReLU(inplace=True)
+        self.conv_c = conv(width, width * self.expansion, (1, 1, 1), bias=False)
+        self.norm_c = norm(width * self.expansion)
+
+    @property
+    def last_norm(self) -> nn.Module:
+        return self.norm_c
+
+
+BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def make_stage(name: str, block: type[BasicBlock] | type[Bottleneck], dim_in: int, width: int,
+               inflate: list[int], spatial_stride: int, conv: type[nn.Conv3d],
+               norm: Callable[[int], nn.Module]) -> ResStage:
+    """One res stage of len(inflate) blocks (inflate[j] = 1: block j's first conv is 3 frames deep).
+    The first block strides in space and projects the shortcut when the shape changes."""
+    dim_out = width * block.expansion
+    blocks = []
+    for j, inflated in enumerate(inflate):
+        stride = (1, spatial_stride, spatial_stride) if j == 0 else (1, 1, 1)
+        project = dim_in != dim_out or stride != (1, 1, 1)
+        try:
+            blocks.append(ResBlock(
+                branch1_conv=conv(dim_in, dim_out, (1, 1, 1), stride=stride, bias=False) if project else None,
+                branch1_norm=norm(dim_out) if project else None,
+                branch2=block(dim_in, width, t=3 if inflated else 1, stride=stride, conv=conv, norm=norm),
+                activation=nn.ReLU(inplace=True),
+                branch_fusion=_sum,
+            ))
+        except ValueError as err:  # name the block: GN group counts fail on narrow layers
+            raise ValueError(f"I3DResNet layer {name}.res_blocks.{j}: {err}") from None
+        dim_in = dim_out
+    return ResStage(nn.ModuleList(blocks))
 
 
 class I3DResNet(nn.Module):
@@ -111,9 +166,7 @@ class I3DResNet(nn.Module):
         bn_clips: norm='bn' only: BN statistics over groups of this many clips of the per-process
             batch (one GPU with 32 clips and bn_clips=4 behaves like 8 GPUs x 4 clips).
         sync_bn_group_size: norm='sync_bn' only: sync within groups of this many processes
-            (None = all). Lightning's `sync_batchnorm=True` is not needed with norm='sync_bn', and
-            must stay False with every norm: it swaps all BN-like layers (also sub-batch and frozen
-            BN) for world-wide SyncBatchNorms.
+            (None = all); the groups are made by the training code once DDP has started.
         pretrained_2d: path of a 2D torchvision-layout ResNet state dict (BN or GN) to inflate.
         dropout: dropout before fc (0.5 in the Non-local code).
         pool1_kernel: (t, h, w) of the max pool after conv1, stride (2,2,2). (2,3,3) is the
@@ -154,25 +207,23 @@ class I3DResNet(nn.Module):
         if len(tuple(pool1_kernel)) != 3:
             raise ValueError(f"I3DResNet: pool1_kernel must be (t, h, w), got {pool1_kernel!r}")
         self.depth, self.norm_name = depth, canonical_norm_name(norm)
+        if sync_bn_group_size is not None and self.norm_name != "sync_bn":
+            raise ValueError(f"sync_bn_group_size applies to norm='sync_bn' only, not {norm!r}")
+        # Read by the training code, which makes the process groups once DDP has started
+        # (vidgn.training.distributed.set_sync_bn_process_group); until then SyncBN syncs over all.
+        self.sync_bn_group_size = sync_bn_group_size
         norm_layer = make_norm(norm, groups=groups, channels_per_group=channels_per_group,
-                               bn_clips=bn_clips, eps=norm_eps, momentum=norm_momentum,
-                               sync_bn_group_size=sync_bn_group_size)
-        # sync_bn groups need an initialised process group; under Lightning the model is built
-        # before DDP starts, so the groups are made on the first forward instead (see forward).
-        self._sync_bn_group_size = sync_bn_group_size
-        self._sync_bn_pending = sync_bn_group_size is not None and not (dist.is_available() and dist.is_initialized())
+                               bn_clips=bn_clips, eps=norm_eps, momentum=norm_momentum)
         conv_cls = ReplicateTConv3d if temporal_padding == "replicate" else nn.Conv3d
 
-        def make_norm_at(channels: int, where: str) -> nn.Module:
-            try:
-                return norm_layer(channels)
-            except ValueError as err:  # name the layer: GN group counts fail on narrow layers
-                raise ValueError(f"I3DResNet layer {where} ({channels} channels): {err}") from None
-
         block_type, counts = ARCH[depth]
+        try:
+            stem_norm = norm_layer(base_channels)
+        except ValueError as err:  # name the layer: GN group counts fail on narrow layers
+            raise ValueError(f"I3DResNet layer conv1 ({base_channels} channels): {err}") from None
         self.conv1 = ResNetBasicStem(
             conv=conv_cls(in_channels, base_channels, (5, 7, 7), stride=(2, 2, 2), padding=(2, 3, 3), bias=False),
-            norm=make_norm_at(base_channels, "conv1"),
+            norm=stem_norm,
             activation=nn.ReLU(inplace=True),
             pool=None,  # pool1 is separate so forward_stages can report conv1's output
         )
@@ -180,46 +231,13 @@ class I3DResNet(nn.Module):
         self.pool1 = nn.MaxPool3d(pk, stride=(2, 2, 2), padding=tuple((k - 1) // 2 for k in pk))
         self.pool2 = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1))
 
+        block = BLOCKS[block_type]
         dim_in = base_channels
-        for i, (name, n_blocks, inflate, s) in enumerate(zip(STAGES, counts, INFLATE[depth], STAGE_SPATIAL_STRIDE)):
+        for i, (name, n_blocks, inflate, stride) in enumerate(zip(STAGES, counts, INFLATE[depth], STAGE_SPATIAL_STRIDE)):
             assert len(inflate) == n_blocks, (depth, name)  # the tables above must agree
-            inner = base_channels * 2 ** i
-            dim_out = inner * 4 if block_type == "bottleneck" else inner
-            blocks = []
-            for j in range(n_blocks):
-                stride = (1, s, s) if j == 0 else (1, 1, 1)
-                where = f"{name}.res_blocks.{j}"
-                t = 3 if inflate[j] else 1
-                if block_type == "bottleneck":
-                    branch2 = BottleneckBlock(
-                        conv_a=conv_cls(dim_in, inner, (t, 1, 1), padding=(t // 2, 0, 0), bias=False),
-                        norm_a=make_norm_at(inner, where + ".branch2.norm_a"),
-                        act_a=nn.ReLU(inplace=True),
-                        conv_b=conv_cls(inner, inner, (1, 3, 3), stride=stride, padding=(0, 1, 1), bias=False),
-                        norm_b=make_norm_at(inner, where + ".branch2.norm_b"),
-                        act_b=nn.ReLU(inplace=True),
-                        conv_c=conv_cls(inner, dim_out, (1, 1, 1), bias=False),
-                        norm_c=make_norm_at(dim_out, where + ".branch2.norm_c"),
-                    )
-                else:
-                    branch2 = BasicBlock(
-                        conv_a=conv_cls(dim_in, dim_out, (t, 3, 3), stride=stride, padding=(t // 2, 1, 1), bias=False),
-                        norm_a=make_norm_at(dim_out, where + ".branch2.norm_a"),
-                        act_a=nn.ReLU(inplace=True),
-                        conv_b=conv_cls(dim_out, dim_out, (1, 3, 3), padding=(0, 1, 1), bias=False),
-                        norm_b=make_norm_at(dim_out, where + ".branch2.norm_b"),
-                    )
-                needs_proj = dim_in != dim_out or stride != (1, 1, 1)
-                blocks.append(ResBlock(
-                    branch1_conv=(conv_cls(dim_in, dim_out, (1, 1, 1), stride=stride, bias=False)
-                                  if needs_proj else None),
-                    branch1_norm=make_norm_at(dim_out, where + ".branch1_norm") if needs_proj else None,
-                    branch2=branch2,
-                    activation=nn.ReLU(inplace=True),
-                    branch_fusion=_sum,
-                ))
-                dim_in = dim_out
-            setattr(self, name, ResStage(nn.ModuleList(blocks)))
+            width = base_channels * 2 ** i
+            setattr(self, name, make_stage(name, block, dim_in, width, inflate, stride, conv_cls, norm_layer))
+            dim_in = width * block.expansion
 
         self.num_features = dim_in  # channels of res5 (2048 for R50 at base 64)
         self.dropout = nn.Dropout(dropout)
@@ -242,8 +260,7 @@ class I3DResNet(nn.Module):
 
     def last_norms(self) -> list[nn.Module]:
         """The last norm of every residual branch (the ones zero-initialised)."""
-        return [b.branch2.norm_c if isinstance(b.branch2, BottleneckBlock) else b.branch2.norm_b
-                for b in self.residual_blocks()]
+        return [b.branch2.last_norm for b in self.residual_blocks()]
 
     @torch.no_grad()
     def _init_weights(self, zero_init_last_norm: bool) -> None:
@@ -262,16 +279,10 @@ class I3DResNet(nn.Module):
                 nn.init.zeros_(m.weight)
 
     # -- forward -----------------------------------------------------------------------------------
-    def _maybe_setup_sync_bn(self) -> None:
-        if self._sync_bn_pending and dist.is_available() and dist.is_initialized():
-            set_sync_bn_process_group(self, self._sync_bn_group_size)  # collective, same step on all ranks
-            self._sync_bn_pending = False
-
     def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Outputs of conv1, res2, res3, res4, res5 (each (B, C, T', H', W'))."""
         if x.ndim != 5:
             raise ValueError(f"I3DResNet expects (B, C, T, H, W) clips, got shape {tuple(x.shape)}")
-        self._maybe_setup_sync_bn()
         out = {}
         x = out["conv1"] = self.conv1(x)             # (B, 64, T/2, H/2, W/2)
         x = self.pool1(x)

@@ -2,17 +2,15 @@
 
 `make_norm(name, ...)` returns a callable `norm(C) -> nn.Module` (timm style), so every call site in
 the network is `norm(C)` and the choice of BN / GN / LN / IN / SyncBN / FrozenBN / sub-batch BN is
-made once. Why not pytorchvideo's builders: they call `norm(num_features=, eps=, momentum=)`, which
-nn.GroupNorm does not accept, and their zero-init only knows BN.
+made once.
 
-Names (aliases in brackets):
-  bn        [batch_norm, batchnorm]   BatchNorm3d over the process's own clips; with bn_clips=k,
-                                      statistics over groups of k clips (SubBatchNorm3d).
-  gn        [group_norm, groupnorm]   GroupNorm over (C/G, T, H, W); `groups` or `channels_per_group`.
-  ln        [layer_norm, layernorm]   GroupNorm with 1 group (GN paper, Sec. 3.1: LN = GN with G=1).
-  in        [instance_norm, instancenorm]  GroupNorm with G=C (GN paper: IN = GN with G=C).
-  sync_bn   [syncbn, sync_batch_norm] nn.SyncBatchNorm, optionally within groups of processes.
-  frozen_bn [frozenbn, frozen_batch_norm]  population statistics and affine frozen (Non-local code).
+Names (aliases: NORM_ALIASES):
+  bn         BatchNorm3d over the process's own clips; with bn_clips=k, over groups of k clips.
+  gn         GroupNorm over (C/G, T, H, W); `groups` or `channels_per_group`.
+  ln         GroupNorm with 1 group (GN paper, Sec. 3.1: LN = GN with G=1).
+  in         GroupNorm with G=C (GN paper: IN = GN with G=C).
+  sync_bn    nn.SyncBatchNorm (process groups: vidgn.training.distributed).
+  frozen_bn  population statistics and affine frozen (Non-local code).
 """
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ from functools import partial
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -160,40 +157,6 @@ def _group_norm(num_channels: int, *, groups: int | None, channels_per_group: in
     return nn.GroupNorm(g, num_channels, eps=eps)
 
 
-def build_sync_bn_process_group(group_size: int | None):
-    """The process group a SyncBatchNorm syncs over: all processes (None) or groups of group_size.
-
-    Collective: every rank must call it, in the same order. Returns None (meaning the world group)
-    when no process group is initialised or group_size is None.
-    """
-    if group_size is None or not (dist.is_available() and dist.is_initialized()):
-        return None
-    world = dist.get_world_size()
-    if group_size < 1 or world % group_size:
-        raise ValueError(
-            f"sync_bn_group_size={group_size} does not divide the world size {world}; set it to a "
-            f"divisor of {world} (or null to sync over all processes)"
-        )
-    subgroup, _ = dist.new_subgroups(group_size)
-    return subgroup
-
-
-def set_sync_bn_process_group(model: nn.Module, group_size: int | None) -> int:
-    """Point every nn.SyncBatchNorm in `model` at groups of `group_size` processes.
-
-    Collective (see build_sync_bn_process_group). Returns the number of layers changed (0 when no
-    process group is initialised). I3DResNet calls it on its first forward after DDP start-up,
-    since under Lightning the model is usually built before the process group exists.
-    """
-    layers = [m for m in model.modules() if isinstance(m, nn.SyncBatchNorm)]
-    if not layers or not (dist.is_available() and dist.is_initialized()):
-        return 0
-    group = build_sync_bn_process_group(group_size)
-    for m in layers:
-        m.process_group = group
-    return len(layers)
-
-
 def make_norm(
     norm: str,
     *,
@@ -202,7 +165,6 @@ def make_norm(
     bn_clips: int | None = None,
     eps: float = 1e-5,
     momentum: float = 0.1,
-    sync_bn_group_size: int | None = None,
 ) -> Callable[[int], nn.Module]:
     """Factory for the normalization layer; every call site is `norm(C)`.
 
@@ -214,15 +176,13 @@ def make_norm(
             None = over the whole per-process batch.
         eps: epsilon of every norm.
         momentum: running-statistics momentum of the BN variants.
-        sync_bn_group_size: for `sync_bn`: sync within groups of this many processes
-            (None = all). Built here if a process group exists already; otherwise see
-            `set_sync_bn_process_group`.
+
+    `sync_bn` syncs over every process; groups of processes are set up by the training code once
+    DDP has started (`vidgn.training.distributed.set_sync_bn_process_group`).
     """
     kind = canonical_norm_name(norm)
     if bn_clips is not None and kind != "bn":
         raise ValueError(f"bn_clips={bn_clips} applies to norm='bn' only, not {norm!r}; set bn_clips to null")
-    if sync_bn_group_size is not None and kind != "sync_bn":
-        raise ValueError(f"sync_bn_group_size applies to norm='sync_bn' only, not {norm!r}")
     if kind == "bn":
         if bn_clips is None:
             return partial(nn.BatchNorm3d, eps=eps, momentum=momentum)
@@ -232,8 +192,7 @@ def make_norm(
     if kind == "frozen_bn":
         return partial(FrozenBatchNorm3d, eps=eps, momentum=momentum)
     if kind == "sync_bn":
-        group = build_sync_bn_process_group(sync_bn_group_size)
-        return partial(nn.SyncBatchNorm, eps=eps, momentum=momentum, process_group=group)
+        return partial(nn.SyncBatchNorm, eps=eps, momentum=momentum)
     return partial(_group_norm, groups=groups, channels_per_group=channels_per_group, eps=eps, kind=kind)
 
 
@@ -250,25 +209,3 @@ def is_batch_norm(module: nn.Module) -> bool:
     """True for BN layers whose population statistics are estimated from data (not FrozenBN)."""
     return (isinstance(module, _BatchNorm) and not isinstance(module, FrozenBatchNorm3d)
             and module.track_running_stats)
-
-
-def param_groups(model: nn.Module, weight_decay: float, norm_bias_decay: bool = False) -> list[dict]:
-    """Optimizer parameter groups: weight decay on conv/fc weights only.
-
-    With norm_bias_decay=False (the usual recipe), norm parameters (gamma, beta) and every bias go
-    to a group with weight_decay=0. Frozen parameters (requires_grad=False, e.g. frozen_bn) are
-    left out. Groups carry a "name" ("decay" / "no_decay"); empty groups are dropped.
-    """
-    decay, no_decay, seen = [], [], set()
-    for module in model.modules():
-        for pname, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            if not norm_bias_decay and (is_norm(module) or pname == "bias" or p.ndim <= 1):
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay},
-              {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
