@@ -1,6 +1,7 @@
 """Every shipped config parses (`--print_config`) and says what its file name promises."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,56 @@ def test_lightning_sync_batchnorm_is_refused_in_favour_of_norm_sync_bn():
             "--data.data_root", str(REPO), "--data.train_list", "none.txt"]
     with pytest.raises(ValueError, match="norm: sync_bn"):
         run_lightning_cli(args)
+
+
+def test_print_config_lists_the_loggers_and_callbacks(capsys):
+    cfg = print_config(capsys, REPO / "configs/synthetic/base.yaml", REPO / "configs/synthetic/gn.yaml")
+    loggers = cfg["trainer"]["logger"]
+    assert [lg["class_path"] for lg in loggers] == ["vidgn.training.loggers.RunDirTensorBoardLogger",
+                                                     "vidgn.training.loggers.AppendingCSVLogger"]
+    for lg in loggers:  # save_dir None: the run directory (trainer.default_root_dir), no nesting
+        assert lg["init_args"]["save_dir"] is None
+        assert lg["init_args"]["name"] == "" and lg["init_args"]["version"] == ""
+    callbacks = [c["class_path"] for c in cfg["trainer"]["callbacks"]]
+    assert callbacks == ["lightning.pytorch.callbacks.RichProgressBar", "lightning.pytorch.callbacks.LearningRateMonitor",
+                         "vidgn.training.callbacks.BadVideoLogger", "vidgn.training.callbacks.PreemptionCheckpoint"]
+    assert cfg["trainer"]["callbacks"][1]["init_args"]["logging_interval"] == "step"
+    assert cfg["checkpoint"]["monitor"] == "val/top1" and "num_batches" in cfg["precise_bn"]
+
+
+def built_trainer(tmp_path, *overrides: str):
+    """The Trainer `vidgn fit` would build for the synthetic GN config in run directory tmp_path/run."""
+    from vidgn.data.datamodule import VideoDataModule
+    from vidgn.training.cli import VidgnCLI
+    from vidgn.training.module import VideoClassifier
+
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    args = ["--config", str(REPO / "configs/synthetic/base.yaml"), "--config", str(REPO / "configs/synthetic/gn.yaml"),
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--data.classes_file", str(tmp_path / "classes.txt"),
+            *overrides]
+    return VidgnCLI(VideoClassifier, VideoDataModule, args=args, run=False).trainer
+
+
+def test_default_loggers_write_straight_into_the_run_directory(tmp_path):
+    from lightning.pytorch.callbacks import ProgressBar
+
+    trainer = built_trainer(tmp_path)
+    run_dir = str(tmp_path / "run")
+    assert [type(lg).__name__ for lg in trainer.loggers] == ["RunDirTensorBoardLogger", "AppendingCSVLogger"]
+    assert all(lg.save_dir == run_dir and os.path.normpath(lg.log_dir) == run_dir for lg in trainer.loggers)
+    assert os.path.normpath(trainer.log_dir) == run_dir
+    assert any(isinstance(c, ProgressBar) for c in trainer.callbacks)
+
+
+def test_logging_and_progress_bar_can_be_switched_off_or_replaced(tmp_path):
+    from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    trainer = built_trainer(tmp_path, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false")
+    assert trainer.loggers == [] and trainer.progress_bar_callback is None
+    assert not any(isinstance(c, ProgressBar) for c in trainer.callbacks)
+    assert {"BadVideoLogger", "PreemptionCheckpoint", "LearningRateMonitor"} <= {type(c).__name__ for c in trainer.callbacks}
+    trainer = built_trainer(tmp_path, "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+                            "--trainer.logger.save_dir", str(tmp_path / "elsewhere"))
+    assert [type(lg) for lg in trainer.loggers] == [CSVLogger]
+    assert trainer.loggers[0].save_dir == str(tmp_path / "elsewhere")

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from vidgn.evaluation.aggregate import ViewOutputs, aggregate_videos, summarize
+from vidgn.evaluation.aggregate import ViewOutputs, aggregate_videos, compute_metrics
 from vidgn.evaluation.report import write_predictions, write_summary
 
 
@@ -31,7 +31,7 @@ def test_video_softmax_average_beats_clip_votes():
         (1, 1, 0, 1, [0.0, 3.0, 0.0]),
         (1, 2, 0, 1, [0.0, 3.0, 0.0]),
     ])
-    summary, videos = summarize(v, num_classes=3)
+    summary, videos = compute_metrics(v, num_classes=3)
     assert summary.clip_top1 == pytest.approx(100 * 4 / 6)
     assert summary.video_top1 == pytest.approx(100.0)
     assert summary.num_videos == 2 and summary.num_views == 6
@@ -50,7 +50,7 @@ def test_duplicate_views_from_padded_sampler_are_counted_once():
 
 def test_left_out_videos_are_excluded_from_clip_and_video_metrics():
     v = views([(0, 0, 0, 0, [5.0, 0.0]), (1, 0, 0, 0, [0.0, 5.0]), (2, 0, 0, 1, [0.0, 5.0])])
-    summary, videos = summarize(v, num_classes=2, exclude={1})
+    summary, videos = compute_metrics(v, num_classes=2, exclude={1})
     assert videos.video_index.tolist() == [0, 2]
     assert summary.clip_top1 == 100.0 and summary.video_top1 == 100.0 and summary.num_videos == 2
 
@@ -62,7 +62,7 @@ def test_top5_and_mean_class_accuracy():
         (1, 0, 0, 0, [9.0, 0, 0, 0, 0, 0]),
         (2, 0, 0, 0, [9.0, 0, 0, 0, 0, 0]),
     ])
-    summary, _ = summarize(v, num_classes=6)
+    summary, _ = compute_metrics(v, num_classes=6)
     assert summary.video_top1 == pytest.approx(200 / 3)
     assert summary.video_top5 == pytest.approx(100.0)
     # class 0: 2/2 right, class 4: 0/1 -> mean 50%, unlike the 66.7% overall accuracy
@@ -71,7 +71,7 @@ def test_top5_and_mean_class_accuracy():
 
 def test_report_files(tmp_path):
     v = views([(0, 0, 0, 1, [0.0, 2.0, 1.0]), (1, 0, 0, 2, [0.0, 2.0, 1.0])])
-    summary, videos = summarize(v, num_classes=3, exclude=set())
+    summary, videos = compute_metrics(v, num_classes=3, exclude=set())
     write_predictions(tmp_path / "p.csv", videos, ["a b (c)/x.mp4", "y.webm"], ["zero", "one", "two"])
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert rows[0]["video"] == "a b (c)/x.mp4" and rows[0]["pred_1_name"] == "one" and rows[0]["label_name"] == "one"
@@ -84,6 +84,6 @@ def test_report_files(tmp_path):
 
 def test_unlabeled_views_get_scores_but_no_accuracy():
     v = views([(0, 0, 0, -1, [1.0, 0.0]), (1, 0, 0, -1, [0.0, 1.0])])
-    summary, videos = summarize(v, num_classes=2)
+    summary, videos = compute_metrics(v, num_classes=2)
     assert summary.num_videos == 2 and videos.probs.argmax(1).tolist() == [0, 1]
     assert summary.video_top1 != summary.video_top1  # NaN: nothing to compare with

@@ -176,11 +176,11 @@ def test_bad_training_video_is_replaced_and_counted_per_epoch(tmp_path, syntheti
 
 
 def test_precise_bn_starts_no_loader_for_gn(tmp_path, synthetic_dataset, monkeypatch):
-    from vidgn.data.datamodule import KineticsDataModule
+    from vidgn.data.datamodule import VideoDataModule
 
     calls = []
-    original = KineticsDataModule.train_dataloader
-    monkeypatch.setattr(KineticsDataModule, "train_dataloader", lambda self: calls.append(1) or original(self))
+    original = VideoDataModule.train_dataloader
+    monkeypatch.setattr(VideoDataModule, "train_dataloader", lambda self: calls.append(1) or original(self))
     run_lightning_cli(["fit", *run_args(synthetic_dataset, tmp_path / "run", epochs=1, norm="gn"),
                        "--precise_bn.num_batches", "2"])
     assert len(calls) == 1  # the fit loop's own loader; none for precise BN

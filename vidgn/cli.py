@@ -14,11 +14,11 @@ import sys
 # Module that implements each tool subcommand. Each module has `add_parser(subparsers)`, which
 # registers its parser with `set_defaults(func=run)`, `run(args) -> int` returning the exit status.
 TOOL_MODULES = {
-    "make-synthetic": "vidgn.data.synthetic",
-    "prepare-kinetics": "vidgn.data.kinetics",
-    "check-videos": "vidgn.data.check",
-    "bench": "vidgn.bench",
-    "summarize": "vidgn.evaluation.summarize",
+    "make-synthetic": "vidgn.tools.synthetic.cli",
+    "prepare-kinetics": "vidgn.tools.kinetics",
+    "check-videos": "vidgn.tools.check_videos",
+    "bench": "vidgn.benchmarks",
+    "summarize": "vidgn.evaluation.runs_table",
 }
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train a model (LightningCLI)",

@@ -1,4 +1,4 @@
-"""`vidgn fit|validate|test|predict`: LightningCLI over VideoClassifier and KineticsDataModule.
+"""`vidgn fit|validate|test|predict`: LightningCLI over VideoClassifier and VideoDataModule.
 
 Configs are YAML diffs composed with repeated `--config` (later files win), then dotted overrides,
 e.g. `vidgn fit --config configs/kinetics/base.yaml --config configs/kinetics/gn_32f_8c.yaml
@@ -11,20 +11,34 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import TensorBoardLogger
 
-from vidgn.data.datamodule import KineticsDataModule
-from vidgn.training.callbacks import BadVideoLogger, PreciseBN, PreemptionCheckpoint
-from vidgn.training.loggers import AppendingCSVLogger
+from vidgn.data.datamodule import VideoDataModule
+from vidgn.training.callbacks import PreciseBN
+from vidgn.training.loggers import AppendingCSVLogger, RunDirTensorBoardLogger, use_run_dir
 from vidgn.training.module import VideoClassifier
+
+# Defaults of `trainer.logger` and `trainer.callbacks`, so that --print_config and config.yaml show
+# them. A list given in a config replaces them; `--trainer.callbacks+=...` appends. The loggers'
+# save_dir None is the run directory (trainer.default_root_dir), filled in when the Trainer is built.
+DEFAULT_LOGGERS = [
+    {"class_path": "vidgn.training.loggers.RunDirTensorBoardLogger"},
+    {"class_path": "vidgn.training.loggers.AppendingCSVLogger"},
+]
+DEFAULT_CALLBACKS = [
+    {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},  # left out with enable_progress_bar false
+    {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "step"}},
+    {"class_path": "vidgn.training.callbacks.BadVideoLogger"},
+    {"class_path": "vidgn.training.callbacks.PreemptionCheckpoint"},
+]
 
 
 class VidgnCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The classifier's head size follows the dataset's classes.txt.
         parser.link_arguments("data.num_classes", "model.network.init_args.num_classes", apply_on="instantiate")
+        parser.set_defaults({"trainer.logger": DEFAULT_LOGGERS, "trainer.callbacks": DEFAULT_CALLBACKS})
         # Configurable callbacks, each under its own section (`checkpoint.*`, `precise_bn.*`).
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -54,16 +68,15 @@ class VidgnCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer_config = self._get(self.config_init, "trainer", default={})
-        if trainer_config.get("logger") in (None, True):
-            # Log straight into the run directory (no lightning_logs/version_N nesting), so that
-            # `--ckpt_path last` and the reports always live at predictable paths.
-            root = trainer_config.get("default_root_dir") or os.getcwd()
-            kwargs["logger"] = [
-                TensorBoardLogger(root, name="", version=""),
-                AppendingCSVLogger(root, name="", version=""),
-            ]
-        if trainer_config.get("enable_progress_bar", True) is not False:
-            self.trainer_defaults["callbacks"].append(RichProgressBar())
+        logger = trainer_config.get("logger")
+        if logger in (None, True):  # Lightning's default logger: ours
+            kwargs["logger"] = logger = [RunDirTensorBoardLogger(), AppendingCSVLogger()]
+        use_run_dir(logger, trainer_config.get("default_root_dir") or os.getcwd())
+        if trainer_config.get("enable_progress_bar") is False:
+            # Lightning refuses a progress bar callback with enable_progress_bar false.
+            callbacks = trainer_config.get("callbacks") or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            kwargs["callbacks"] = [c for c in callbacks if not isinstance(c, ProgressBar)]
         return super().instantiate_trainer(**kwargs)
 
 
@@ -71,16 +84,9 @@ def run_lightning_cli(argv: list[str] | None = None) -> VidgnCLI:
     """Run a LightningCLI subcommand; `argv` defaults to sys.argv[1:]."""
     return VidgnCLI(
         VideoClassifier,
-        KineticsDataModule,
+        VideoDataModule,
         args=argv,
         seed_everything_default=0,
-        trainer_defaults={
-            "callbacks": [
-                LearningRateMonitor(logging_interval="step"),
-                BadVideoLogger(),
-                PreemptionCheckpoint(),
-            ],
-        },
         parser_kwargs={"prog": "vidgn"},
         save_config_kwargs={"overwrite": True},
     )

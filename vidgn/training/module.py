@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from vidgn.evaluation.aggregate import ViewOutputs, summarize
+from vidgn.evaluation.aggregate import ViewOutputs, compute_metrics
 from vidgn.evaluation.report import write_predictions, write_summary
-from vidgn.models import param_groups
+from vidgn.training.distributed import set_sync_bn_process_group
+from vidgn.training.optim import param_groups
 from vidgn.training.schedule import Schedule, lr_factor, scaled_lr
 
 
@@ -174,7 +175,7 @@ class VideoClassifier(L.LightningModule):
             views = ViewOutputs.cat([g[0] for g in gathered], num_classes)
             bad = [b for g in gathered for b in g[1]]
         left_out = {int(b.video_index): {"path": b.path, "reason": b.reason} for b in bad}
-        summary, videos = summarize(views, num_classes, exclude=set(left_out))
+        summary, videos = compute_metrics(views, num_classes, exclude=set(left_out))
         if split == "test":
             for name in ("clip_top1", "clip_top5", "video_top1", "video_top5", "mean_class_accuracy"):
                 self.log(f"test/{name}", getattr(summary, name), rank_zero_only=True)
@@ -199,6 +200,10 @@ class VideoClassifier(L.LightningModule):
         if per_process is None:
             per_process = self.trainer.train_dataloader.batch_size
         return int(per_process) * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def setup(self, stage: str) -> None:
+        # DDP has started by now (the network was built before it): make the SyncBN groups, if any.
+        set_sync_bn_process_group(self.network, getattr(self.network, "sync_bn_group_size", None))
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams

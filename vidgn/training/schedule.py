@@ -29,12 +29,11 @@ def lr_factor(
     gamma: float = 0.1,
     warmup_steps: int = 0,
     warmup_start_factor: float = 0.1,
-    final_factor: float = 0.0,
 ) -> float:
     """Multiplier of the (scaled) base LR at optimizer step `step` (0-based) of `total_steps`.
 
     - step: x`gamma` at each milestone (fractions of `total_steps`).
-    - cosine: half-cosine from 1 to `final_factor` over the steps after warm-up.
+    - cosine: half-cosine from 1 to 0 over the steps after warm-up.
     - constant: 1.
     A linear warm-up from `warmup_start_factor` to the schedule's value covers the first `warmup_steps`.
     """
@@ -45,7 +44,7 @@ def lr_factor(
     elif schedule == "cosine":
         span = max(total_steps - warmup_steps, 1)
         progress = min(max(step - warmup_steps, 0) / span, 1.0)
-        factor = final_factor + (1.0 - final_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
     elif schedule == "constant":
         factor = 1.0
     else:
