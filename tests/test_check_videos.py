@@ -119,3 +119,45 @@ def test_narrow_videos_decord_misreads_are_still_readable(tmp_path):
     # works around it, so check-videos must not call such videos broken.
     _encode(tmp_path / "w72.mp4", "libx264", n=12, size=(72, 52))
     assert check_video(str(tmp_path / "w72.mp4")) is None
+
+
+@pytest.fixture(scope="module")
+def crash_then_good(synthetic_dataset, tmp_path_factory):
+    """crash.mp4 (kills decord 0.6 natively, see tests.helpers) followed by 20 good videos."""
+    from tests.helpers import write_decoder_crashing_mp4
+
+    root = tmp_path_factory.mktemp("crash_first")
+    entries = parse_list(synthetic_dataset.train_list, synthetic_dataset.root) + \
+        parse_list(synthetic_dataset.val_list, synthetic_dataset.root)
+    write_decoder_crashing_mp4(root / "crash.mp4")
+    good = []
+    for i, e in enumerate(entries[:20]):
+        dst = root / f"good{i:02d}{os.path.splitext(e.path)[1]}"
+        shutil.copy(resolve(e, synthetic_dataset.root), dst)
+        good.append(str(dst))
+    return str(root / "crash.mp4"), good
+
+
+def test_a_crash_rechecks_only_the_videos_in_flight(crash_then_good, monkeypatch):
+    """One decoder crash must not send every remaining video through a fresh process of its own
+    (a broken pool fails all its pending work): only the videos in flight are re-checked alone."""
+    import vidgn.tools.check_videos as module
+
+    pools = []
+
+    class CountingPool(module.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self._max_workers)
+
+    monkeypatch.setattr(module, "ProcessPoolExecutor", CountingPool)
+    crash, good = crash_then_good
+    workers = 2
+    results = module.check_videos([crash, *good], workers=workers)
+    assert set(results) == {crash, *good}
+    assert [p for p, reason in results.items() if reason] == [crash]
+    assert "crash" in results[crash]
+    # The first shared pool, one 1-process pool per video that can have been in flight, and one
+    # shared pool for the rest: not one pool per remaining video.
+    assert len(pools) <= 2 + 2 * workers, pools
+    assert pools.count(workers) <= 2, pools

@@ -128,3 +128,115 @@ def test_prepare_kinetics_bad_inputs(kinetics, tmp_path, capsys):
     empty.mkdir()
     assert _run(["--data-root", str(empty), "--train-csv", str(ann / "train.csv")]) == 1
     assert "no clips at all" in capsys.readouterr().err
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_label_spelling_variants_are_the_train_class(kinetics, tmp_path, capsys):
+    """Case and spacing variants in val (and train) are train's class, not new ones that would
+    shift every index after them."""
+    ann, videos, expected, _ = kinetics
+    header, *train = _rows(ann / "train.csv")
+    train[2][0] = " passing  American football (in game)"  # a spacing variant inside train itself
+    _write_csv(ann / "train.csv", header, train)
+    header, *val = _rows(ann / "validate.csv")
+    val[0][0] = "Zumba "  # case + trailing space
+    val[1][0] = "  abseiling"  # leading spaces (its clip is missing: still checked against train)
+    val[2][0] = "PASSING American\tfootball  (in game)"  # case, tab, double inner space
+    _write_csv(ann / "validate.csv", header, val)
+    # A labelled test CSV: its labels are matched the same way.
+    test_csv = _write_csv(tmp_path / "test_labelled.csv", ["label", "youtube_id", "time_start", "time_end", "split"],
+                          [["ZUMBA", "tttttttttt1", 1, 11, "test"]])
+    out = tmp_path / "lists"
+    status = _run(["--data-root", str(videos), "--train-csv", str(ann / "train.csv"),
+                   "--val-csv", str(ann / "validate.csv"), "--test-csv", str(test_csv), "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    # The class names are train's spellings (case kept), sorted as before: nothing was added.
+    assert read_classes(out / "classes.txt") == sorted(CLASSES)
+    for split in ("train", "val"):
+        entries = parse_list(out / f"{split}.txt", videos)
+        assert {e.path: e.label for e in entries} == expected[split], split
+    assert [e.label for e in parse_list(out / "test.txt", videos)] == [sorted(CLASSES).index("zumba")]
+    # missing.csv names the missing clips' classes in train's spelling.
+    missing = {r["youtube_id"]: r["label"] for r in csv.DictReader(open(out / "missing.csv", newline=""))}
+    assert missing["vvvvvvvvvv2"] == "abseiling"
+
+
+def test_a_val_or_test_class_not_in_train_is_refused(kinetics, tmp_path, capsys):
+    ann, videos, _, _ = kinetics
+    header, *val = _rows(ann / "validate.csv")
+    val[1][0] = "abseilling"  # a typo: line 3 of the file
+    val_csv = _write_csv(tmp_path / "val_typo.csv", header, val)
+    out = tmp_path / "lists"
+    status = _run(["--data-root", str(videos), "--train-csv", str(ann / "train.csv"),
+                   "--val-csv", str(val_csv), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"{val_csv}:3" in err and "'abseilling'" in err
+    assert "train" in err and "Fix" in err
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+
+    test_csv = _write_csv(tmp_path / "test_labelled.csv", ["label", "youtube_id", "time_start", "time_end", "split"],
+                          [["zumba", "tttttttttt1", 1, 11, "test"], ["yoga", "tttttttttt2", 0, 10, "test"]])
+    status = _run(["--data-root", str(videos), "--train-csv", str(ann / "train.csv"),
+                   "--test-csv", str(test_csv), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"{test_csv}:3" in err and "'yoga'" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_existing_lists_are_kept_unless_overwrite(kinetics, tmp_path, capsys):
+    ann, videos, expected, _ = kinetics
+    out = tmp_path / "lists"
+    args = ["--data-root", str(videos), "--train-csv", str(ann / "train.csv"),
+            "--val-csv", str(ann / "validate.csv"), "--out", str(out)]
+    assert _run(args) == 0
+    (out / "notes.txt").write_text("mine\n")  # not an output: never touched
+    before = _snapshot(out)
+    assert {"train.txt", "val.txt", "classes.txt", "missing.csv"} <= set(before)
+    capsys.readouterr()
+
+    # Again without --overwrite: refused, naming the files and the flag; nothing changed.
+    assert _run(args) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "train.txt" in err and "classes.txt" in err
+    assert _snapshot(out) == before
+
+    # A run that fails (wrong data root: no clips at all) with --overwrite: nothing changed, no
+    # temporary files left behind.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _run(["--data-root", str(empty), "--train-csv", str(ann / "train.csv"),
+                 "--val-csv", str(ann / "validate.csv"), "--out", str(out), "--overwrite"]) == 1
+    assert "no clips at all" in capsys.readouterr().err
+    assert _snapshot(out) == before
+    # ... nor one that fails on a bad CSV.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("youtube_id,start,end\nabc,0,10\n")
+    assert _run([*args[:-4], "--val-csv", str(bad), "--out", str(out), "--overwrite"]) == 2
+    assert _snapshot(out) == before
+
+    # With --overwrite a good run replaces the lists.
+    header, *train = _rows(ann / "train.csv")
+    fewer = _write_csv(tmp_path / "train_fewer.csv", header, train[:2])
+    assert _run(["--data-root", str(videos), "--train-csv", str(fewer), "--out", str(out), "--overwrite"]) == 0
+    after = _snapshot(out)
+    assert set(after) == set(before)  # no temporary files left behind
+    assert after["train.txt"] != before["train.txt"] and after["notes.txt"] == b"mine\n"
+    assert read_classes(out / "classes.txt") == ["abseiling"]

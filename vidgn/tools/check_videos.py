@@ -8,16 +8,19 @@ truncated too. Missing and empty files are reported without opening them.
 Exit status: 0 all readable, 1 some unreadable, 2 usage error (bad arguments, unusable list).
 `--write-clean OUT` writes the list lines of the readable videos, unchanged, to OUT.
 
-A worker killed by a crashing decoder does not stop the check: the videos that were in flight are
-re-checked one per process, and the one that crashes again is reported as such. A decoder that
-hangs is not interrupted (decord offers no timeout).
+A worker killed by a crashing decoder does not stop the check. Only a bounded window of videos
+(twice the number of workers) is handed to the pool at a time, so when a crash breaks the pool the
+videos that can have been in flight are known: each of them is re-checked alone, in a process of its
+own (the one that crashes again is reported as such), and the videos not yet started go on in a new
+shared pool. A decoder that hangs is not interrupted (decord offers no timeout).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
@@ -28,6 +31,7 @@ from vidgn.data.lists import ListError, parse_list, read_classes, resolve
 # reported as truncated; the slack keeps clips whose audio outlasts the video by a little readable.
 TRUNCATION_SLACK_S = 0.5
 TRUNCATION_SLACK_FRAC = 0.1
+CRASHED = "the decoder crashed the process"
 
 
 def check_video(path: str, num_threads: int = 1) -> str | None:
@@ -78,33 +82,82 @@ def _declared_duration(path: str) -> float | None:
 
 def check_videos(paths: list[str], *, workers: int = 4, num_threads: int = 1,
                  progress: bool = False) -> dict[str, str | None]:
-    """Check every path in parallel; {path: None or reason}."""
+    """Check every path in parallel; {path: None or reason}.
+
+    At most `2 * workers` videos are submitted to the pool at a time. A worker killed by a decoder
+    crash breaks the pool and fails every submitted future, so the window bounds what has to be
+    re-checked: the videos of the window that did not finish are checked again each alone in a
+    1-process pool (pinning the crash on its video), the rest go on in a new shared pool.
+    """
     results: dict[str, str | None] = {}
     # spawn: workers start without the caller's decord/torch state (decord must not cross a fork).
     ctx = get_context("spawn")
+    workers = max(1, workers)
+    window = 2 * workers
     unique = list(dict.fromkeys(paths))
-    with ProcessPoolExecutor(max(1, workers), mp_context=ctx) as pool:
-        futures = [(p, pool.submit(check_video, p, num_threads)) for p in unique]
-        for i, (p, f) in enumerate(futures, start=1):
-            try:
-                results[p] = f.result()
-            except BrokenProcessPool:
-                break  # a worker died (decoder crash); sort out the in-flight videos below
-            if progress and i % 1000 == 0:
-                print(f"  checked {i}/{len(unique)}", file=sys.stderr, flush=True)
-    # Futures that completed before the pool broke still hold their result.
-    for p, f in futures:
-        if p not in results and f.done() and not f.cancelled() and f.exception() is None:
-            results[p] = f.result()
-    for p in unique:
-        if p in results:
-            continue
-        # One process per video, so that a crash is pinned on the video that causes it.
-        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            try:
-                results[p] = pool.submit(check_video, p, num_threads).result()
-            except BrokenProcessPool:
-                results[p] = "the decoder crashed the process"
+    todo = deque(unique)
+
+    def report_progress() -> None:
+        if progress and len(results) % 1000 == 0:
+            print(f"  checked {len(results)}/{len(unique)}", file=sys.stderr, flush=True)
+
+    while todo:
+        in_flight: dict = {}  # future -> path, for the videos handed to this pool
+        broken = False
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            while not broken and (todo or in_flight):
+                while todo and len(in_flight) < window:
+                    try:
+                        future = pool.submit(check_video, todo[0], num_threads)
+                    except BrokenProcessPool:
+                        broken = True
+                        break
+                    in_flight[future] = todo.popleft()
+                if broken:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken = True  # a worker died (decoder crash); sorted out below
+                        continue
+                    results[in_flight.pop(future)] = result
+                    report_progress()
+        if not broken:
+            break
+        # Every submitted future is done now (the pool is shut down). Those that finished before
+        # the pool broke keep their result; the others can have been running when it broke.
+        suspects = []
+        for future, path in in_flight.items():
+            if not future.cancelled() and future.exception() is None:
+                results[path] = future.result()
+                report_progress()
+            else:
+                suspects.append(path)
+        for path, result in _check_each_alone(suspects, ctx, workers, num_threads).items():
+            results[path] = result
+            report_progress()
+    return results
+
+
+def _check_each_alone(paths: list[str], ctx, workers: int, num_threads: int) -> dict[str, str | None]:
+    """Check each path in a 1-process pool of its own, `workers` of them at a time, so that a crash
+    is pinned on the video that causes it."""
+    results: dict[str, str | None] = {}
+    for i in range(0, len(paths), workers):
+        batch = paths[i:i + workers]
+        pools = [ProcessPoolExecutor(1, mp_context=ctx) for _ in batch]
+        try:
+            futures = [pool.submit(check_video, p, num_threads) for pool, p in zip(pools, batch)]
+            for p, future in zip(batch, futures):
+                try:
+                    results[p] = future.result()
+                except BrokenProcessPool:
+                    results[p] = CRASHED
+        finally:
+            for pool in pools:
+                pool.shutdown()
     return results
 
 
