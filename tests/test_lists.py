@@ -161,3 +161,103 @@ def test_empty_list_is_an_error(root):
 def test_unlabeled_list_still_reports_unknown_labels_of_existing_files(root):
     with pytest.raises(ListError, match="label 'dancing'"):
         _parse(root, "zumba/z1.mkv dancing\n", allow_unlabeled=True)
+
+
+# -- issue 9: user errors in list files get a short message naming file:line and the fix -----------
+
+def test_unknown_class_name_with_spaces_is_quoted_whole(root):
+    # The video exists: the whole rest of the line is the label that matched no class.
+    with pytest.raises(ListError) as err:
+        _parse(root, "zumba/z1.mkv passing American football (not in game)\n")
+    msg = str(err.value)
+    assert "list.txt:1: label 'passing American football (not in game)' (not a class name in classes.txt" in msg
+    assert "'game)'" not in msg
+    # Same with a comma separator, and a close miss gets a suggestion.
+    with pytest.raises(ListError) as err:
+        _parse(root, "zumba/z1.mkv,Passing American football (in game)\n")
+    msg = str(err.value)
+    assert "label 'Passing American football (in game)'" in msg
+    assert "did you mean 'passing American football (in game)'" in msg
+    # The video is missing but its name ends in a video extension: the split is still clear.
+    with pytest.raises(ListError) as err:
+        _parse(root, "abseiling/gone (3).mp4 petting animal (cat)\n", check_files=False)
+    assert "label 'petting animal (cat)' (not a class name" in str(err.value)
+    # Neither: the split is ambiguous, so the whole line is quoted.
+    with pytest.raises(ListError) as err:
+        _parse(root, "zumba/gone clip petting animal (cat)\n")
+    msg = str(err.value)
+    assert "list.txt:1: 'zumba/gone clip petting animal (cat)'" in msg
+    assert "neither a class name in classes.txt nor a class index" in msg
+    # A one-word label after a path without separators is unambiguous as before.
+    with pytest.raises(ListError, match=r"list.txt:1: label 'dancing' \(not a class name"):
+        _parse(root, "zumba/gone dancing\n", check_files=False)
+
+
+def test_directory_listed_as_video_says_it_is_a_directory(root):
+    with pytest.raises(ListError) as err:
+        _parse(root, "zumba/z1.mkv 3\nzumba 3\nabseiling/ 0\n")
+    msg = str(err.value)
+    assert "2 path(s) are directories, not video files" in msg
+    assert f"list.txt:2: {root / 'zumba'} is a directory" in msg
+    assert "list.txt:3:" in msg
+    assert "not found" not in msg
+    # Unlabeled (predict) lists too.
+    with pytest.raises(ListError, match="is a directory"):
+        _parse(root, "zumba\n", allow_unlabeled=True)
+
+
+def _parse_bytes(root, data, name="list.txt", **kw):
+    lst = root / name
+    lst.write_bytes(data)
+    return parse_list(lst, root, **kw)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_utf16_list_says_save_as_utf8(root, encoding):
+    with pytest.raises(ListError) as err:
+        _parse_bytes(root, "zumba/z1.mkv 3\nabseiling/a1.mp4 0\n".encode(encoding))
+    msg = str(err.value)
+    assert str(root / "list.txt") in msg
+    assert "UTF-16" in msg or "UTF-32" in msg
+    assert "save it as UTF-8" in msg
+
+
+def test_non_utf8_list_names_the_lines_and_the_fix(root):
+    text = "zumba/z1.mkv 3\nzumba/caf\xe9.mkv 3\nzumba/z1.mkv 3\nzumba/na\xefve.mkv 3\n"
+    with pytest.raises(ListError) as err:
+        _parse_bytes(root, text.encode("cp1252"))
+    msg = str(err.value)
+    assert "2 line(s) are not valid UTF-8" in msg
+    assert "list.txt:2: 'zumba/caf\ufffd.mkv 3'" in msg and "list.txt:4:" in msg
+    assert "save it as UTF-8" in msg
+
+
+def test_utf8_bom_just_works_in_lists_and_classes_files(root):
+    (root / "classes.txt").write_bytes("\n".join(CLASSES).encode("utf-8-sig"))
+    assert read_classes(root / "classes.txt") == CLASSES
+    entries = _parse_bytes(root, "abseiling/a1.mp4 abseiling\nzumba/z1.mkv 3\n".encode("utf-8-sig"))
+    assert _pairs(entries) == [("abseiling/a1.mp4", 0), ("zumba/z1.mkv", 3)]
+
+
+def test_utf16_classes_file_says_save_as_utf8(root):
+    (root / "classes.txt").write_bytes("\n".join(CLASSES).encode("utf-16"))
+    with pytest.raises(ListError, match=r"classes.txt: .*UTF-16.*save it as UTF-8"):
+        read_classes(root / "classes.txt")
+
+
+@pytest.mark.parametrize("line", ["zumba/z1.mkv 3 7 12", "zumba/z1.mkv 1 2", "zumba/z1.mkv,1,2",
+                                  '"zumba/z1.mkv", 0, 3'])
+@pytest.mark.parametrize("check_files", [True, False])
+def test_multi_label_line_is_not_supported(root, line, check_files):
+    with pytest.raises(ListError) as err:
+        _parse(root, f"abseiling/a1.mp4 0\n{line}\n", check_files=check_files)
+    msg = str(err.value)
+    assert "1 multi-label line(s)" in msg
+    assert "list.txt:2: 'zumba/z1.mkv' has" in msg
+    assert "single-label" in msg
+    assert "not found" not in msg and "out of range" not in msg
+
+
+def test_path_ending_in_numbers_is_not_taken_for_multi_label(root):
+    (root / "zumba" / "take 1").write_bytes(b"")  # a real file whose name ends in a number
+    assert _pairs(_parse(root, "zumba/take 1 2\n")) == [("zumba/take 1", 2)]

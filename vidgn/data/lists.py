@@ -18,13 +18,20 @@ The PySlowFast / MMAction2 / pytorchvideo convention, with all the variants they
   or `video,label`, is a header and is skipped (unless `label` is a class name).
 * Unlabeled lists (to predict on) are lines with only a path; they need `allow_unlabeled=True` and
   get label -1.
+* Files are UTF-8 (a byte-order mark, as spreadsheet tools write, is fine). A UTF-16/UTF-32 file
+  (Windows PowerShell's `>` writes UTF-16) or bytes that are not UTF-8 raise a ListError saying so.
+* Single-label only: an MMAction2 multi-label line (`path 3 7 12`) is an error, not a video whose
+  name ends in numbers.
 
-Every problem (missing video, unknown label, unparsable line) is collected while the list is read and
-raised as ONE `ListError` naming the list file, the first offenders with their line numbers, the
-total count and what to do, so that a bad list fails before any training starts.
+Every problem (missing video, directory listed as a video, unknown label, multi-label or unparsable
+line) is collected while the list is read and raised as ONE `ListError` naming the list file, the
+first offenders with their line numbers, the total count and what to do, so that a bad list fails
+before any training starts.
 """
 from __future__ import annotations
 
+import codecs
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -35,6 +42,14 @@ from typing import Iterable
 MAX_SHOWN = 5
 CLASSES_FILENAME = "classes.txt"
 _INT_RE = re.compile(r"^[+-]?\d+$")
+# `path 3 7 12`: two or more integer fields at the end of a line (MMAction2's multi-label lists).
+_MULTI_RE = re.compile(r"^(.*?[^\s,])((?:[\s,]+[+-]?\d+){2,})[\s,]*$")
+# Extensions that mark the end of a video path, to split `path label` when the label is unknown.
+_VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
+               ".3gp", ".ogv", ".ts", ".gif")
+# Byte-order marks of encodings that are not UTF-8 (UTF-32 first: its LE mark starts like UTF-16's).
+_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 
 
 @dataclass(frozen=True)
@@ -55,10 +70,7 @@ def read_classes(path: str | Path) -> list[str]:
     middle or a repeated name is an error (either would silently shift or merge class indices).
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise ListError(f"{path}: cannot read classes file ({e.strerror or e}).") from e
+    lines = _read_text(path, "classes file").splitlines()
     names = [line.strip() for line in lines]
     while names and not names[-1]:
         names.pop()
@@ -80,6 +92,47 @@ def read_classes(path: str | Path) -> list[str]:
             + "\nFix: one distinct class name per line, no blank lines (index = line number - 1)."
         )
     return names
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The text of a list or classes file, which must be UTF-8 (a BOM is skipped).
+
+    Anything else raises a ListError naming the file (and the lines, when single bytes are not
+    UTF-8) and saying to save it as UTF-8, rather than a UnicodeDecodeError traceback or, for
+    UTF-16, a list of garbled labels.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ListError(f"{path}: cannot read {what} ({e.strerror or e}).") from e
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            raise ListError(f"{path}: the {what} is {enc}-encoded (it starts with a {enc} byte-order mark); "
+                            + _save_as_utf8(path, enc))
+    if b"\x00" in data:  # UTF-16/32 without a BOM: ASCII characters come with NUL bytes
+        raise ListError(f"{path}: the {what} contains NUL bytes, so it is probably UTF-16-encoded; "
+                        + _save_as_utf8(path, "UTF-16"))
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    bad = []
+    for lineno, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(f"  {path}:{lineno}: {line.decode('utf-8', 'replace').strip()!r}")
+    raise ListError(f"{path}: unusable {what}.\n" + _section(
+        f"{len(bad)} line(s) are not valid UTF-8 (\ufffd marks the bytes)", bad,
+        "Fix: " + _save_as_utf8(path, "CP1252")))
+
+
+def _save_as_utf8(path: Path, encoding: str) -> str:
+    return (f"save it as UTF-8 (choose UTF-8 when saving in the editor or spreadsheet, or convert it, e.g. "
+            f"`iconv -f {encoding} -t UTF-8 {path} > NEW_FILE`; in PowerShell write lists with "
+            f"`Out-File -Encoding utf8`).")
 
 
 def find_classes_file(list_path: str | Path, data_root: str | Path) -> Path | None:
@@ -198,10 +251,7 @@ def parse_list(
     """
     list_path = Path(list_path)
     data_root = Path(data_root)
-    try:
-        text = list_path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM from spreadsheet tools
-    except OSError as e:
-        raise ListError(f"{list_path}: cannot read list file ({e.strerror or e}).") from e
+    text = _read_text(list_path, "list file")
     classes_source = classes_source or "the classes you passed"
     if classes is None:
         found = find_classes_file(list_path, data_root)
@@ -216,6 +266,8 @@ def parse_list(
     entries: list[VideoEntry] = []
     bad_labels: list[str] = []
     missing: list[str] = []
+    directories: list[str] = []
+    multi_labels: list[str] = []
     first_data_line = True
     for lineno, line in enumerate(text.splitlines(), start=1):
         raw = line.strip()
@@ -226,6 +278,12 @@ def parse_list(
             first_data_line = False
             if idx is None and label_text.lower() == "label":
                 continue  # header row, e.g. "path label" or "video,label"
+        multi = _multi_label(raw, path, idx, data_root)
+        if multi is not None:
+            head, labels = multi
+            multi_labels.append(f"  {list_path}:{lineno}: {head!r} has {len(labels)} labels "
+                                f"({' '.join(labels)})")
+            continue
         if idx is None and allow_unlabeled and not _looks_like_label(label_text):
             whole = _unquote(raw)
             # "x.mp4 some class" where x.mp4 exists (and the whole line does not) has an unknown
@@ -239,18 +297,31 @@ def parse_list(
             if not allow_unlabeled and label_text and _exists(_unquote(raw), data_root):
                 # The whole line names a video ("moving left/x.mp4"): a path without a label.
                 bad_labels.append(f"  {list_path}:{lineno}: {_unquote(raw)!r}: no label on this line")
+            elif label_text and not _INT_RE.match(label_text):
+                bad_labels.append(f"  {list_path}:{lineno}: "
+                                  + _unknown_name(raw, path, label_text, data_root, classes))
             else:
                 bad_labels.append(f"  {list_path}:{lineno}: label {label_text!r} "
                                   f"({_why_bad(label_text, num_classes)})")
             continue
         entry = VideoEntry(path=path, label=idx, line=lineno)
-        if check_files and not os.path.isfile(resolve(entry, data_root)):
-            missing.append(f"  {list_path}:{lineno}: {resolve(entry, data_root)} not found")
-            continue
+        if check_files:
+            full = resolve(entry, data_root)
+            if not os.path.isfile(full):
+                if os.path.isdir(full):
+                    directories.append(f"  {list_path}:{lineno}: {full} is a directory, not a video file")
+                else:
+                    missing.append(f"  {list_path}:{lineno}: {full} not found")
+                continue
         entries.append(entry)
 
-    if bad_labels or missing:
+    if bad_labels or missing or directories or multi_labels:
         parts = []
+        if multi_labels:
+            parts.append(_section(
+                f"{len(multi_labels)} multi-label line(s) (several labels for one video)", multi_labels,
+                "Multi-label lists are not supported: vidgn trains single-label classification, one "
+                "`path label` per line. Keep one label per video."))
         if bad_labels:
             fix = (f"Fix the labels, or {CLASSES_FILENAME} ({classes_source}; {num_classes} classes)"
                    if classes is not None else
@@ -269,6 +340,11 @@ def parse_list(
                 "drop the missing videos with "
                 f"`vidgn check-videos {list_path} --data-root {data_root} --write-clean CLEAN_LIST` "
                 "and train on CLEAN_LIST."))
+        if directories:
+            parts.append(_section(
+                f"{len(directories)} path(s) are directories, not video files", directories,
+                "List one video file per line (`class_folder/clip.mp4 label`), not a folder; "
+                "`vidgn prepare-kinetics` writes the lists for Kinetics downloads."))
         raise ListError(f"{list_path}: unusable list file.\n" + "\n".join(parts))
     if not entries:
         raise ListError(f"{list_path}: no videos listed (expected lines `path label`).")
@@ -287,6 +363,59 @@ def _existing_prefix(raw: str, data_root: Path) -> tuple[str, str] | None:
         if head and rest and _exists(head, data_root):
             return head, rest
     return None
+
+
+def _video_prefix(raw: str) -> tuple[str, str] | None:
+    """(path, rest) for the longest prefix of `raw`, cut at a separator, that ends in a video extension."""
+    cuts = [i for i, c in enumerate(raw) if c.isspace() or c == ","]
+    for i in reversed(cuts):
+        head, rest = _unquote(raw[:i]), raw[i + 1:].strip(" \t,")
+        if head and rest and head.lower().endswith(_VIDEO_EXTS):
+            return head, rest
+    return None
+
+
+def _multi_label(raw: str, path: str, idx: int | None, data_root: Path) -> tuple[str, list[str]] | None:
+    """(path, labels) if `raw` is a multi-label line `path 3 7 12`, else None.
+
+    Only when the part before the integers is a video (an existing file, or a name with a video
+    extension) and the line is not an existing file whose name ends in numbers plus one label.
+    """
+    # Cheap test first (this runs on every line): the last two fields must be integers.
+    before, _, last = raw.replace(",", " ").replace("\t", " ").rstrip().rpartition(" ")
+    if not _INT_RE.match(last) or not _INT_RE.match(before.rstrip().rpartition(" ")[2]):
+        return None
+    m = _MULTI_RE.match(raw)
+    if m is None:
+        return None
+    if idx is not None and _exists(path, data_root):
+        return None
+    head = _unquote(m.group(1))
+    if not (head.lower().endswith(_VIDEO_EXTS) or _exists(head, data_root)):
+        return None
+    return head, re.split(r"[\s,]+", m.group(2).strip(" \t,"))
+
+
+def _unknown_name(raw: str, path: str, label_text: str, data_root: Path, classes: list[str] | None) -> str:
+    """The message for a line whose label is not an integer and matched no class name.
+
+    A line is split on its last separator, so `x.mp4 passing American football (not in game)` has
+    the "label" `game)`; quote the whole label instead: the rest of the line after the video (an
+    existing file, or a name ending in a video extension). If there is no telling where the path
+    ends, quote the whole line.
+    """
+    split = _existing_prefix(raw, data_root) or _video_prefix(raw)
+    if split is not None:
+        label_text = split[1]
+    elif any(c.isspace() or c == "," for c in path):
+        what = ("neither a class name in classes.txt nor a class index" if classes is not None else
+                "not a class index (and no classes.txt was found for class names)")
+        return f"{_unquote(raw)!r}: the end of the line is {what}"
+    msg = f"label {label_text!r} ({_why_bad(label_text, len(classes) if classes is not None else None)}"
+    close = difflib.get_close_matches(label_text, classes or [], n=1, cutoff=0.8)
+    if not close and classes:
+        close = [c for c in classes if c.lower() == label_text.lower()][:1]
+    return msg + (f"; did you mean {close[0]!r}?)" if close else ")")
 
 
 def _looks_like_label(text: str) -> bool:

@@ -25,6 +25,10 @@ How this loader keeps the run going:
 The price is a few seconds per crash plus the restart of the workers; a run without crashes pays
 nothing. With num_workers == 0 there is no worker to lose (a crash ends the process itself), so the
 loader behaves as a plain DataLoader.
+
+All this uses private DataLoader internals of torch (see `check_torch_internals`), so pyproject.toml
+pins torch to the tested range (TESTED_TORCH). The loader checks the internals when it first starts
+workers and raises TorchInternalsError, saying what changed, on a torch that lacks them.
 """
 from __future__ import annotations
 
@@ -37,6 +41,77 @@ import torch
 from torch.utils.data import DataLoader
 
 log = logging.getLogger("vidgn.data")
+
+# The torch range whose DataLoader internals this loader is tested against; keep it equal to the pin
+# in pyproject.toml, and widen both only after tests/test_torch_internals.py and
+# tests/test_worker_crash.py pass on the new torch.
+TESTED_TORCH = "torch>=2.14,<2.16"
+_ITER = "_MultiProcessingDataLoaderIter"  # what iter(DataLoader(num_workers > 0)) returns
+_internals_checked = False  # check_torch_internals passed once in this process
+
+
+class TorchInternalsError(RuntimeError):
+    """This torch lacks, or changed, a private DataLoader internal that CrashSafeLoader relies on."""
+
+
+def check_torch_internals(inner: DataLoader, it=None, *, started: bool = True) -> None:
+    """Raise TorchInternalsError unless torch has every private DataLoader internal the loader uses.
+
+    The loader uses:
+    * `torch.utils.data._utils.signal_handling._remove_worker_pids(id(it))`: takes the workers off
+      PyTorch's SIGCHLD alarm;
+    * `DataLoader._iterator`: the iterator of persistent workers, shut down on a restart;
+    * on the started multi-process iterator `it`: `_workers` (the worker processes, with `pid` and
+      `exitcode`: which worker died), `_worker_pids_set` (True once their pids are registered for the
+      alarm, i.e. just after the start when `started`) and `_shutdown_workers()`;
+    * the message of a dead worker, "DataLoader worker (pid(s) ...) exited unexpectedly"
+      (`_DEAD_WORKER`; not checkable here, tests/test_torch_internals.py kills a worker for it).
+
+    Args:
+        inner: the DataLoader that starts the workers.
+        it: its iterator, once started; None checks only what is needed before starting workers.
+        started: `it` was just started (False: the loader already took its pids off the alarm).
+    """
+    problems: list[tuple[str, str]] = []
+    try:
+        from torch.utils.data._utils import signal_handling
+        remove = getattr(signal_handling, "_remove_worker_pids", None)
+    except ImportError:
+        remove = None
+    name = "torch.utils.data._utils.signal_handling._remove_worker_pids"
+    if remove is None:
+        problems.append((name, "missing"))
+    elif not callable(remove):
+        problems.append((name, f"not callable ({type(remove).__name__})"))
+    if "_iterator" not in vars(inner):
+        problems.append(("DataLoader._iterator", "missing on a DataLoader instance"))
+    if it is not None:
+        missing = object()
+        workers = getattr(it, "_workers", missing)
+        if workers is missing:
+            problems.append((f"{_ITER}._workers", "missing on the started iterator"))
+        elif not isinstance(workers, (list, tuple)) or not all(
+                hasattr(w, "pid") and hasattr(w, "exitcode") for w in workers):
+            problems.append((f"{_ITER}._workers", "expected a list of worker processes with pid and exitcode, "
+                             f"got {type(workers).__name__} {workers!r:.80}"))
+        pids_set = getattr(it, "_worker_pids_set", missing)
+        if pids_set is missing:
+            problems.append((f"{_ITER}._worker_pids_set", "missing on the started iterator"))
+        elif not isinstance(pids_set, bool) or (started and pids_set is not True):
+            problems.append((f"{_ITER}._worker_pids_set", "expected True just after the workers started (their "
+                             f"pids registered for PyTorch's SIGCHLD alarm), got {pids_set!r}"))
+        shutdown = getattr(it, "_shutdown_workers", missing)
+        if shutdown is missing:
+            problems.append((f"{_ITER}._shutdown_workers", "missing on the started iterator"))
+        elif not callable(shutdown):
+            problems.append((f"{_ITER}._shutdown_workers", f"not callable ({type(shutdown).__name__})"))
+    if problems:
+        version = ".".join(torch.__version__.split(".")[:2])
+        raise TorchInternalsError(
+            f"torch {version} changed DataLoader internals that vidgn.data.loader.CrashSafeLoader relies on "
+            f"({', '.join(n for n, _ in problems)}): " + "; ".join(f"{n}: {w}" for n, w in problems)
+            + f". Fix: pin torch to the tested range in pyproject.toml ({TESTED_TORCH}) or update the loader "
+            "(and run tests/test_torch_internals.py and tests/test_worker_crash.py on the new torch).")
 
 
 class _Batches:
@@ -95,10 +170,23 @@ class CrashSafeLoader(DataLoader):
         return inner
 
     def _start(self, batches: list[list[int]], fresh: bool = False):
+        global _internals_checked
         inner = self._inner_loader(fresh)
+        if not _internals_checked:
+            check_torch_internals(inner)  # before any worker starts
         inner.batch_sampler.batches = batches
         it = iter(inner)
-        if getattr(it, "_worker_pids_set", False):
+        if not _internals_checked:
+            try:
+                check_torch_internals(inner, it)
+            except TorchInternalsError:
+                try:
+                    it._shutdown_workers()
+                except Exception:  # the missing internal may be this very method
+                    pass
+                raise
+            _internals_checked = True
+        if it._worker_pids_set:
             # Off PyTorch's SIGCHLD alarm: see the module docstring.
             torch.utils.data._utils.signal_handling._remove_worker_pids(id(it))
             it._worker_pids_set = False
@@ -114,7 +202,7 @@ class CrashSafeLoader(DataLoader):
         inner = self.__dict__.get("_vidgn_inner")
         deadline = time.monotonic() + wait
         while True:
-            dead = {w.pid: w.exitcode for w in getattr(it, "_workers", ()) if w.exitcode not in (None, 0)}
+            dead = {w.pid: w.exitcode for w in it._workers if w.exitcode not in (None, 0)}
             if dead or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
