@@ -115,7 +115,7 @@ def test_seeded_deterministic_runs_repeat(tmp_path, synthetic_dataset):
     assert losses[0] and losses[0] == losses[1]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT], ids=["SIGTERM", "SIGUSR1", "Ctrl-C"])
 def test_preempted_fit_resumes_to_the_same_end(tmp_path, synthetic_dataset, sig):
     root, marker = tmp_path / "run", tmp_path / "paused"
     epochs, per_epoch = 3, steps_per_epoch(synthetic_dataset)

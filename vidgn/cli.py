@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
+from pathlib import Path
 
 # Module that implements each tool subcommand. Each module has `add_parser(subparsers)`, which
 # registers its parser with `set_defaults(func=run)`, `run(args) -> int` returning the exit status.
@@ -45,19 +47,53 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        from vidgn.training.cli import run_lightning_cli
-
-        try:
-            run_lightning_cli(argv)  # None: LightningCLI reads sys.argv itself
-        except SIGTERMException:
-            # Preempted (SIGTERM/SIGUSR1): checkpoints/last.ckpt was saved; exit as a killed process
-            # would, so that job scripts can tell an interrupted run from a finished one.
-            return 128 + signal.SIGTERM
-        return 0
+        return _run_lightning(args_list, argv)
     args = build_parser().parse_args(args_list)
     return int(args.func(args) or 0)
+
+
+def _run_lightning(args_list: list[str], argv: list[str] | None) -> int:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from vidgn.data.datamodule import TooManyBadVideos
+    from vidgn.training.cli import run_lightning_cli
+    from vidgn.training.module import NonFiniteLossError, NoValidationScores
+
+    # Mistakes in the input (config, lists, videos, checkpoints) get a short message naming the
+    # file/line/setting and the fix; the traceback is for VIDGN_DEBUG=1.
+    user_errors = (ValueError, OSError, TooManyBadVideos, NonFiniteLossError, NoValidationScores)
+    try:
+        _check_config_files(args_list)
+        cli = run_lightning_cli(argv)  # None: LightningCLI reads sys.argv itself
+    except SIGTERMException:
+        # Preempted (SIGTERM/SIGUSR1/Ctrl-C): checkpoints/last.ckpt was saved; exit as a killed process
+        # would, so that job scripts can tell an interrupted run from a finished one.
+        return 128 + signal.SIGTERM
+    except user_errors as e:
+        if os.environ.get("VIDGN_DEBUG"):
+            raise
+        print(f"vidgn {args_list[0]}: error: {e}\n(VIDGN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
+    return cli.exit_status
+
+
+def _check_config_files(args: list[str]) -> None:
+    """Parse every `--config FILE` first, so that a YAML mistake names its file (LightningCLI's
+    message names no file)."""
+    import yaml
+
+    for flag, value in zip(args, args[1:]):
+        if flag != "--config":
+            continue
+        path = Path(value)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {value} not found" + (" (it is a directory)" if path.is_dir() else ""))
+        try:
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" line {where.line + 1}, column {where.column + 1}" if where else ""
+            raise ValueError(f"config file {value} is not valid YAML:{at}: {getattr(e, 'problem', None) or e}") from None
 
 
 if __name__ == "__main__":

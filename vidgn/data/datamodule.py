@@ -144,6 +144,7 @@ class VideoDataModule(lightning.LightningDataModule):
         self._datasets: dict[str, ClipDataset] = {}
         self._bad: dict[str, dict[int, BadVideo]] = {s: {} for s in SPLITS}
         self._logged: set[str] = set()  # paths already logged this run: each is logged once
+        self.last_batch_replaced = 0
 
     def _check_settings(self) -> None:
         # Now, while the config is parsed, every problem at once with its `data.` name.
@@ -176,9 +177,11 @@ class VideoDataModule(lightning.LightningDataModule):
             path = self.lists[split]
             if not path:
                 raise ValueError(f"no {split}_list configured (set data.{split}_list)")
-            self._entries[split] = parse_list(path, self.data_root, self.classes, check_files=self.check_files,
-                                              allow_unlabeled=(split == "predict"),
-                                              classes_source=str(self.classes_file))
+            entries = parse_list(path, self.data_root, self.classes, check_files=self.check_files,
+                                 allow_unlabeled=(split == "predict"), classes_source=str(self.classes_file))
+            if split != "train":  # a video listed twice must not count twice in evaluation
+                entries = _drop_repeats(entries, path)
+            self._entries[split] = entries
         return self._entries[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -189,6 +192,18 @@ class VideoDataModule(lightning.LightningDataModule):
                 self.entries(split)
         if stage == "fit" and not self.lists["train"]:
             raise ValueError("fit needs data.train_list")
+        if stage == "fit":
+            self._check_one_batch()
+
+    def _check_one_batch(self) -> None:
+        # Otherwise an epoch has no batch: the run "finishes" at once, without training or checkpoint.
+        n, world = len(self.entries("train")), self._world_size()
+        per_process = -(-n // world)  # DistributedSampler pads to equal shares
+        if per_process < (self.clips_per_gpu if self.drop_last_train else 1):
+            raise ValueError(
+                f"data.train_list {self.lists['train']} has {n} videos: {per_process} per process, fewer than one "
+                f"batch of data.clips_per_gpu={self.clips_per_gpu} (the last short batch is dropped). Use a "
+                "longer list or a smaller clips_per_gpu.")
 
     def dataset(self, split: str) -> ClipDataset:
         if split not in self._datasets:
@@ -240,7 +255,10 @@ class VideoDataModule(lightning.LightningDataModule):
 
     # -- batches --------------------------------------------------------------------------------
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        self.record_bad(batch.pop("bad", []))
+        bad = batch.pop("bad", [])
+        # Training videos that failed (and were replaced) while this batch was put together.
+        self.last_batch_replaced = sum(b.split == "train" for b in bad)
+        self.record_bad(bad)
         return batch
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
@@ -261,6 +279,10 @@ class VideoDataModule(lightning.LightningDataModule):
             self._check_fraction(split)
 
     def _check_fraction(self, split: str) -> None:
+        # Training (and validation within fit) stops; an evaluation always finishes and writes its
+        # report, which marks a result with too many videos left out as partial.
+        if self.trainer is not None and self.trainer.state.fn != "fit":
+            return
         total = len(self._entries.get(split) or self.entries(split))
         share = total / self._world_size()
         failed = self._bad[split]
@@ -284,6 +306,22 @@ class VideoDataModule(lightning.LightningDataModule):
 
     def reset_bad(self, split: str) -> None:
         self._bad[split] = {}
+
+
+def _drop_repeats(entries: list[VideoEntry], list_path: str) -> list[VideoEntry]:
+    """The entries with each video once (its first line), saying which lines repeated one."""
+    first: dict[str, int] = {}
+    kept, repeats = [], []
+    for e in entries:
+        if e.path in first:
+            repeats.append(f"line {e.line} repeats line {first[e.path]} ({e.path})")
+            continue
+        first[e.path] = e.line
+        kept.append(e)
+    if repeats:
+        log.warning("%s lists %d video(s) more than once; each is evaluated and counted once: %s%s", list_path,
+                    len(repeats), "; ".join(repeats[:3]), " ..." if len(repeats) > 3 else "")
+    return kept
 
 
 # The name it had when it served only Kinetics; kept so that existing code and notebooks import it.

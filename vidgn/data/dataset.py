@@ -8,11 +8,13 @@ has B * num_test_crops rows.
 Every item is a dict of tensors whose first dim is the item's rows (V):
 `video` uint8 (V, 3, T, H, W), `label`, `video_index`, `clip_index`, `crop_index` long (V,), plus
 `bad`, the list of `BadVideo`s met while producing it. A video that fails to decode:
-* in training is replaced by another randomly chosen video (up to `max_retries` tries) and listed
-  in `bad`, so the run goes on and the DataModule can count and log it;
+* in training is replaced by another randomly chosen video and listed in `bad`, so the run goes on,
+  every batch holds its clips_per_gpu clips, and the DataModule can count and log it; when
+  `max_retries` replacements fail too, the list is mostly unreadable and the item raises;
 * in evaluation is never substituted: the item comes back with V = 0 rows and the video in `bad`,
   so evaluation leaves it out and reports it.
-Nothing a video does can raise out of __getitem__, so one file never kills a worker.
+Apart from that last case, nothing a video does can raise out of __getitem__, so one file never
+kills a worker.
 """
 from __future__ import annotations
 
@@ -189,6 +191,12 @@ class ClipDataset(torch.utils.data.Dataset):
                 if attempt + 1 < tries:
                     # Training: replace by another randomly chosen video, as if the sampler had drawn it.
                     video_index = int(torch.randint(0, len(self.entries), (1,), generator=generator).item())
+            if self.split == "train":
+                # A short batch would break BN over groups of clips (bn_clips) and change the batch
+                # the LR was scaled for: a training item is a clip or a stop, never empty.
+                raise VideoDecodeError(self.path(video_index), (
+                    f"{tries} training videos in a row failed to decode (the last: {bad[-1].reason}); most of "
+                    "the training list is unreadable: run `vidgn check-videos` on it and train on the cleaned list"))
             return self._item(self._empty(), video_index, clip_index, bad)
         finally:
             self._mark_in_flight(-1)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from vidgn.data.datamodule import VideoDataModule
-from vidgn.training.callbacks import PreciseBN
+from vidgn.training.callbacks import PreciseBN, RunCheckpoint
 from vidgn.training.loggers import AppendingCSVLogger, RunDirTensorBoardLogger, use_run_dir
 from vidgn.training.module import VideoClassifier
+from vidgn.training.runs import check_bn_clips, check_run_dir, resolve_checkpoint
 
 # Defaults of `trainer.logger` and `trainer.callbacks`, so that --print_config and config.yaml show
 # them. A list given in a config replaces them; `--trainer.callbacks+=...` appends. The loggers'
@@ -34,13 +35,18 @@ DEFAULT_CALLBACKS = [
 ]
 
 
+EXIT_INCOMPLETE = 3  # `vidgn test` left out more than data.max_bad_fraction of the videos
+
+
 class VidgnCLI(LightningCLI):
+    exit_status = 0
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The classifier's head size follows the dataset's classes.txt.
         parser.link_arguments("data.num_classes", "model.network.init_args.num_classes", apply_on="instantiate")
         parser.set_defaults({"trainer.logger": DEFAULT_LOGGERS, "trainer.callbacks": DEFAULT_CALLBACKS})
         # Configurable callbacks, each under its own section (`checkpoint.*`, `precise_bn.*`).
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/top1",
@@ -51,6 +57,10 @@ class VidgnCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")
+        parser.add_argument("--start_over", type=bool, default=False,
+                            help="fit into a run directory that holds an earlier run: move that run's files "
+                                 "into RUN_DIR/replaced-<time>/ and start afresh (default: refuse; resume "
+                                 "with --ckpt_path last)")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -62,9 +72,22 @@ class VidgnCLI(LightningCLI):
                 "(dropping bn_clips, frozen_bn and sync_bn_group_size). Leave it false and set "
                 "model.network.init_args.norm: sync_bn instead (optionally with sync_bn_group_size)."
             )
+        check_bn_clips(config)
+        if self.subcommand == "fit":
+            check_run_dir(config)
+        elif self.subcommand in ("validate", "test", "predict"):
+            config.ckpt_path = str(resolve_checkpoint(config, self.subcommand))
         # fit writes config.yaml; validate/test/predict in the same run directory keep theirs apart.
         name = "config.yaml" if self.subcommand == "fit" else f"config_{self.subcommand}.yaml"
         self.save_config_kwargs.update(config_filename=name, overwrite=True)
+
+    def _after_evaluation(self) -> None:
+        # A partial evaluation (too many videos left out) still writes its report, but must not
+        # look like a full result to a job script either.
+        if getattr(self.model, "incomplete_evaluation", False):
+            self.exit_status = EXIT_INCOMPLETE
+
+    after_test = after_validate = after_predict = _after_evaluation
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer_config = self._get(self.config_init, "trainer", default={})

@@ -8,6 +8,7 @@ norm/bias parameters, LR 0.01 per 64 clips, divided by 10 at 37.5% and 75% of tr
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,6 +27,29 @@ from vidgn.training.schedule import Schedule, lr_factor, scaled_lr
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss is NaN or infinite."""
+
+
+class NoValidationScores(RuntimeError):
+    """No video of the validation list could be scored: there is nothing to select checkpoints by."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint from a network that differs from the configured one (e.g. another norm)."""
+
+
+def _norm_family(norm: str) -> str:
+    # BN variants share one state dict layout (weights + running statistics), GN/LN/IN another.
+    return "bn" if norm in ("bn", "sync_bn", "frozen_bn") else "gn"
+
+
+def _norm_of_state_dict(state: dict[str, Any]) -> str | None:
+    """'bn' when the checkpoint has BN running statistics, 'gn' when it has norm weights without."""
+    keys = list(state)
+    if any(k.endswith("running_mean") for k in keys):
+        return "bn"
+    if any(".norm" in k and k.endswith(".weight") for k in keys):
+        return "gn"
+    return None
 
 
 class VideoClassifier(L.LightningModule):
@@ -71,12 +95,21 @@ class VideoClassifier(L.LightningModule):
                 (default: the trainer's log directory, i.e. the run directory).
         """
         super().__init__()
+        problems = [f"model.{name} must be > 0, got {value}" for name, value in
+                    (("lr", lr), ("lr_reference_batch", lr_reference_batch)) if not value > 0]
+        problems += [f"model.{name} must be >= 0, got {value}" for name, value in
+                     (("weight_decay", weight_decay), ("momentum", momentum)) if not value >= 0]
+        if problems:
+            raise ValueError("unusable optimizer settings:\n  " + "\n  ".join(problems))
         self.save_hyperparameters(ignore=["network"])
         self.network = network
         self.train_top1 = MulticlassAccuracy(num_classes=self._num_classes(), top_k=1)
         self.val_top1 = MulticlassAccuracy(num_classes=self._num_classes(), top_k=1)
         self.val_top5 = MulticlassAccuracy(num_classes=self._num_classes(), top_k=min(5, self._num_classes()))
         self._views: list[ViewOutputs] = []
+        self._val_scored = 0  # validation clips scored this epoch
+        self.loaded_checkpoint: dict[str, Any] | None = None  # what `vidgn test` scores
+        self.incomplete_evaluation = False  # more than data.max_bad_fraction left out
 
     def _num_classes(self) -> int:
         num = getattr(self.network, "num_classes", None)
@@ -106,10 +139,14 @@ class VideoClassifier(L.LightningModule):
         logits = self(batch["video"])
         loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
         if not torch.isfinite(loss):
+            failed = getattr(self.trainer.datamodule, "last_batch_replaced", 0)
+            data_first = (f"{failed} videos failed to decode while this batch of {len(batch['label'])} clips was put "
+                          "together (each replaced by another): check the data first (vidgn check-videos on "
+                          "data.train_list). " if 2 * failed >= len(batch["label"]) else "")
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}). Stopping. Lower model.lr, add warm-up "
-                "(model.warmup_fraction), or check the input videos (vidgn check-videos); resume from the "
+                f"(epoch {self.current_epoch}, batch {batch_idx}). Stopping. {data_first}Lower model.lr, add "
+                "warm-up (model.warmup_fraction), or check the input videos (vidgn check-videos); resume from the "
                 "last good checkpoint with --ckpt_path."
             )
         self.train_top1(logits.detach(), batch["label"])
@@ -123,18 +160,50 @@ class VideoClassifier(L.LightningModule):
             return
         logits = self(batch["video"])
         batch_size = len(batch["label"])
+        self._val_scored += batch_size
         self.val_top1(logits, batch["label"])
         self.val_top5(logits, batch["label"])
         self.log("val/loss", F.cross_entropy(logits, batch["label"]), sync_dist=True, batch_size=batch_size)
         self.log("val/top1", self.val_top1, prog_bar=True, batch_size=batch_size)
         self.log("val/top5", self.val_top5, batch_size=batch_size)
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_scored = 0
+
     def on_validation_epoch_end(self) -> None:
         # Videos that failed to decode were left out of the val metrics: say how many (their paths
         # and reasons are in the log, once each).
         datamodule = self.trainer.datamodule
+        scored = self._val_scored
+        if self.trainer.world_size > 1:
+            scored = int(self.trainer.strategy.reduce(torch.tensor(float(scored), device=self.device), reduce_op="sum"))
+        if scored == 0 and datamodule is not None and hasattr(datamodule, "lists"):
+            raise NoValidationScores(
+                f"no video of the validation list {datamodule.lists['val']} could be decoded in this validation "
+                f"epoch, so there is no val/top1 to select checkpoints by. Check it with `vidgn check-videos "
+                f"{datamodule.lists['val']} --data-root {datamodule.data_root}`.")
         if datamodule is not None and hasattr(datamodule, "bad_count"):
             self.log("val/num_left_out", float(datamodule.bad_count("val")), reduce_fx="sum", sync_dist=True)
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vidgn_network"] = {"class": type(self.network).__qualname__,
+                                       "norm": getattr(self.network, "norm_name", None)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = (checkpoint.get("vidgn_network") or {}).get("norm")
+        ours = getattr(self.network, "norm_name", None)
+        if saved and ours:
+            saved_norm, mismatch = saved, saved != ours
+        else:  # checkpoints from before the norm was recorded: BN and GN differ in their keys
+            saved_norm = _norm_of_state_dict(checkpoint.get("state_dict", {}))
+            mismatch = bool(saved_norm and ours and _norm_family(saved_norm) != _norm_family(ours))
+        if mismatch:
+            raise CheckpointMismatch(
+                f"the checkpoint was trained with norm={saved_norm}, but this config builds norm={ours}: "
+                "evaluate it with the configs of its run (the run directory's config.yaml), or set "
+                f"--model.network.init_args.norm {saved_norm}")
+        self.loaded_checkpoint = {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
 
     # ---- clip- and video-level evaluation ------------------------------------------------------
     def on_test_epoch_start(self) -> None:
@@ -186,10 +255,22 @@ class VideoClassifier(L.LightningModule):
             entries = datamodule.entries(split)
             write_predictions(out_dir / f"{split}_predictions.csv", videos, [e.path for e in entries],
                               datamodule.classes)
+            checkpoint = {"path": str(self.trainer.ckpt_path) if self.trainer.ckpt_path else None,
+                          **(self.loaded_checkpoint or {})}
+            limit = datamodule.max_bad_fraction
+            complete = len(left_out) <= limit * len(entries)
             write_summary(
                 out_dir / f"{split}_summary.json", summary, [left_out[k] for k in sorted(left_out)],
-                split=split, num_videos_in_list=len(entries), checkpoint=self.trainer.ckpt_path,
+                split=split, num_videos_in_list=len(entries), checkpoint=checkpoint, complete=complete,
+                max_bad_fraction=limit,
             )
+            print(f"vidgn {split}: scored {checkpoint['path']} (epoch {checkpoint.get('epoch')}, global step "
+                  f"{checkpoint.get('global_step')}); report in {out_dir}", flush=True)
+            if not complete:
+                self.incomplete_evaluation = True
+                print(f"\n*** PARTIAL RESULT: {len(left_out)} of {len(entries)} videos of {datamodule.lists[split]} "
+                      f"were left out (more than data.max_bad_fraction={limit}); {split}_summary.json lists them. "
+                      "These numbers are not comparable with a full evaluation. ***\n", file=sys.stderr, flush=True)
         self._views = []
 
     # ---- optimisation ----------------------------------------------------------------------------

@@ -1,0 +1,213 @@
+"""Runs you can trust: which checkpoint is last and which is scored, run directories that are never
+mixed, evaluation on imperfect data, and short messages for user mistakes (CPU, tiny videos)."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidgn.cli import main
+from vidgn.training.cli import EXIT_INCOMPLETE, run_lightning_cli
+from vidgn.training.module import CheckpointMismatch, NonFiniteLossError, NoValidationScores
+from vidgn.training.runs import RunDirError
+
+from test_training import CLIPS, run_args, steps_per_epoch
+
+VIDEO_ARGS = ("--data.num_workers", "0")
+
+
+def _list_lines(path) -> list[str]:
+    return [line for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _fit(ds, root, epochs=1, *extra):
+    return run_lightning_cli(["fit", *run_args(ds, root, epochs=epochs), *extra])
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+
+def test_last_ckpt_is_the_newest_state_and_test_says_what_it_scored(tmp_path, synthetic_dataset, capsys):
+    """The monitored metric is best at epoch 0 only (mode min on `epoch`): Lightning's own
+    ModelCheckpoint then left last.ckpt at epoch 0. last.ckpt must be the final state, the best
+    checkpoint a file of its own, and `vidgn test` must record which one it scored."""
+    root, epochs = tmp_path / "run", 3
+    args = run_args(synthetic_dataset, root, epochs=epochs)
+    run_lightning_cli(["fit", *args, "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min"])
+    final_step = epochs * steps_per_epoch(synthetic_dataset)
+    last = torch.load(root / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (epochs - 1, final_step)
+    best = sorted((root / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1 and "epoch000" in best[0].name
+
+    capsys.readouterr()
+    run_lightning_cli(["test", *args, "--ckpt_path", "last"])
+    scored = json.loads((root / "test_summary.json").read_text())["checkpoint"]
+    assert scored == {"path": str(root / "checkpoints/last.ckpt"), "epoch": epochs - 1, "global_step": final_step}
+    assert f"global step {final_step}" in capsys.readouterr().out
+
+    run_lightning_cli(["test", *args, "--ckpt_path", "best"])
+    scored = json.loads((root / "test_summary.json").read_text())["checkpoint"]
+    assert scored["path"] == str(best[0]) and scored["epoch"] == 0
+
+
+def test_test_without_a_checkpoint_is_refused(tmp_path, synthetic_dataset):
+    with pytest.raises(RunDirError, match="--ckpt_path last .*best.*FILE"):
+        run_lightning_cli(["test", *run_args(synthetic_dataset, tmp_path / "run")])
+    assert not (tmp_path / "run" / "test_summary.json").exists()
+    with pytest.raises(RunDirError, match="last.ckpt not found"):
+        run_lightning_cli(["test", *run_args(synthetic_dataset, tmp_path / "run"), "--ckpt_path", "last"])
+
+
+def test_checkpoint_of_another_norm_names_both(tmp_path, synthetic_dataset):
+    root = tmp_path / "run"
+    _fit(synthetic_dataset, root, 1, "--trainer.limit_val_batches", "0")
+    with pytest.raises(CheckpointMismatch, match="trained with norm=gn, but this config builds norm=bn"):
+        run_lightning_cli(["test", *run_args(synthetic_dataset, root, norm="bn"), "--ckpt_path", "last"])
+    # also for checkpoints from before the norm was recorded: told apart by their keys
+    old = torch.load(root / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    del old["vidgn_network"]
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointMismatch, match="norm=gn"):
+        run_lightning_cli(["test", *run_args(synthetic_dataset, root, norm="bn"), "--ckpt_path", str(tmp_path / "old.ckpt")])
+
+
+# ---- run directories ---------------------------------------------------------------------------
+
+def test_fit_into_an_earlier_run_is_refused_unless_resuming_or_starting_over(tmp_path, synthetic_dataset):
+    root = tmp_path / "run"
+    no_val = ("--trainer.limit_val_batches", "0")
+    _fit(synthetic_dataset, root, 1, *no_val)
+    first = (root / "checkpoints/last.ckpt").read_bytes()
+    with pytest.raises(RunDirError, match="already holds a run .*--ckpt_path last.*--start_over true"):
+        _fit(synthetic_dataset, root, 1, *no_val)
+    assert (root / "checkpoints/last.ckpt").read_bytes() == first  # nothing touched
+    # resuming the same run is what the directory is for
+    resumed = _fit(synthetic_dataset, root, 2, *no_val, "--ckpt_path", "last")
+    assert resumed.trainer.global_step == 2 * steps_per_epoch(synthetic_dataset)
+    # starting over moves the earlier run aside, never deletes it
+    _fit(synthetic_dataset, root, 1, *no_val, "--start_over", "true")
+    (aside,) = root.glob("replaced-*")
+    assert (aside / "checkpoints/last.ckpt").is_file() and (aside / "metrics.csv").is_file()
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
+
+
+# ---- sub-batch BN ------------------------------------------------------------------------------
+
+def test_bn_clips_is_checked_when_the_config_is_read(tmp_path, synthetic_dataset, caplog):
+    args = [*run_args(synthetic_dataset, tmp_path / "run", norm="bn"), "--trainer.limit_val_batches", "0"]
+    with pytest.raises(ValueError, match=r"bn_clips=3 does not divide data.clips_per_gpu=4"):
+        run_lightning_cli(["fit", *args, "--model.network.init_args.bn_clips", "3"])
+    assert not (tmp_path / "run").exists()  # refused before anything ran
+    with caplog.at_level(logging.WARNING, logger="vidgn.training"):
+        cli = run_lightning_cli(["fit", *args, "--model.network.init_args.bn_clips", "2",
+                                 "--data.drop_last_train", "false", "--trainer.max_epochs", "1"])
+    assert cli.datamodule.drop_last_train is True and "drop_last_train forced" in caplog.text
+
+
+def test_a_training_batch_is_full_or_the_run_stops(tmp_path, synthetic_dataset):
+    """A training item never comes back short: a failed video is replaced, and when replacements
+    keep failing the list is unreadable and the run stops with a message naming what to do."""
+    from vidgn.data.clip import ClipSpec
+    from vidgn.data.dataset import ClipDataset
+    from vidgn.data.lists import VideoEntry
+    from vidgn.data.video import VideoDecodeError
+
+    garbage = tmp_path / "bad.mp4"
+    garbage.write_bytes(b"\x00" * 1000)
+    entries = [VideoEntry(str(garbage), 0, i + 1) for i in range(3)]
+    ds = ClipDataset(entries, str(tmp_path), ClipSpec(num_frames=4, sampling_rate=1, train_short_side=(32, 32),
+                                                      train_crop=32), split="train", max_retries=2)
+    with pytest.raises(VideoDecodeError, match="3 training videos in a row failed .*vidgn check-videos"):
+        ds[0]
+
+
+# ---- evaluation on imperfect data --------------------------------------------------------------
+
+def _with_bad_videos(tmp_path, ds, n_bad: int) -> Path:
+    lines = [f"{ds.root / line.rsplit(' ', 1)[0]} {line.rsplit(' ', 1)[1]}" for line in _list_lines(ds.val_list)]
+    for i in range(n_bad):
+        (tmp_path / f"bad{i}.mp4").write_bytes(b"\x00not a video" * 50)
+        lines.append(f"{tmp_path / f'bad{i}.mp4'} 0")
+    path = tmp_path / "val_with_bad.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_partial_evaluation_finishes_but_says_so_and_fails(tmp_path, synthetic_dataset, capsys):
+    root = tmp_path / "run"
+    _fit(synthetic_dataset, root, 1, "--trainer.limit_val_batches", "0")
+    test_list = _with_bad_videos(tmp_path, synthetic_dataset, 2)  # 2 of 10 > max_bad_fraction 0.1
+    args = [*run_args(synthetic_dataset, root), "--data.test_list", str(test_list), "--data.classes_file",
+            str(synthetic_dataset.classes_file), "--data.max_bad_fraction", "0.1", "--ckpt_path", "last"]
+    assert main(["test", *args]) == EXIT_INCOMPLETE
+    summary = json.loads((root / "test_summary.json").read_text())
+    assert summary["complete"] is False and summary["max_bad_fraction"] == 0.1
+    assert summary["num_videos"] == 8 and summary["num_videos_left_out"] == 2
+    assert "PARTIAL RESULT: 2 of 10 videos" in capsys.readouterr().err
+    # within the limit: a normal result
+    assert main(["test", *args[:-2], "--data.max_bad_fraction", "0.2", "--ckpt_path", "last"]) == 0
+    assert json.loads((root / "test_summary.json").read_text())["complete"] is True
+
+
+def test_duplicate_lines_in_a_test_list_count_once(tmp_path, synthetic_dataset, caplog):
+    root = tmp_path / "run"
+    _fit(synthetic_dataset, root, 1, "--trainer.limit_val_batches", "0")
+    twice = tmp_path / "twice.txt"
+    lines = [f"{synthetic_dataset.root / line}" for line in _list_lines(synthetic_dataset.val_list)]
+    twice.write_text("\n".join(lines + lines) + "\n")
+    with caplog.at_level(logging.WARNING, logger="vidgn.data"):
+        run_lightning_cli(["test", *run_args(synthetic_dataset, root), "--data.test_list", str(twice),
+                           "--data.classes_file", str(synthetic_dataset.classes_file), "--ckpt_path", "last"])
+    summary = json.loads((root / "test_summary.json").read_text())
+    assert summary["num_videos"] == summary["num_videos_in_list"] == len(lines)
+    assert f"lists {len(lines)} video(s) more than once" in caplog.text and "line 9 repeats line 1" in caplog.text
+
+
+def test_a_validation_epoch_without_any_decodable_video_names_the_list(tmp_path, synthetic_dataset):
+    bad_val = tmp_path / "val_bad.txt"
+    (tmp_path / "x.mp4").write_bytes(b"\x00" * 100)
+    bad_val.write_text(f"{tmp_path / 'x.mp4'} 0\n")
+    with pytest.raises(NoValidationScores, match=f"validation list {bad_val}"):
+        _fit(synthetic_dataset, tmp_path / "run", 1, "--data.val_list", str(bad_val), "--data.classes_file",
+             str(synthetic_dataset.classes_file), "--data.max_bad_fraction", "1.0", "--trainer.num_sanity_val_steps", "0")
+
+
+def test_a_training_list_shorter_than_one_batch_names_the_list(tmp_path, synthetic_dataset):
+    short = tmp_path / "short.txt"
+    short.write_text("\n".join(f"{synthetic_dataset.root / line}" for line in _list_lines(synthetic_dataset.train_list)[:CLIPS - 1]) + "\n")
+    with pytest.raises(ValueError, match=f"data.train_list {short} has {CLIPS - 1} videos.*fewer than one batch"):
+        _fit(synthetic_dataset, tmp_path / "run", 1, "--data.train_list", str(short), "--data.classes_file",
+             str(synthetic_dataset.classes_file))
+
+
+# ---- messages a user can act on ----------------------------------------------------------------
+
+def test_user_errors_are_one_short_message(tmp_path, synthetic_dataset, capsys):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("trainer:\n  max_epochs: [1\nmodel: {\n")
+    args = run_args(synthetic_dataset, tmp_path / "run")
+    assert main(["fit", *args, "--config", str(bad_yaml)]) == 2
+    err = capsys.readouterr().err
+    assert f"config file {bad_yaml} is not valid YAML: line 3" in err and "Traceback" not in err
+    assert main(["fit", *args, "--model.lr", "-0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "model.lr must be > 0, got -0.01" in err and len(err.splitlines()) <= 4
+
+
+def test_nonfinite_loss_points_at_the_data_when_most_clips_were_replaced(tmp_path, synthetic_dataset):
+    garbage = tmp_path / "corrupt.mp4"
+    garbage.write_bytes(b"\x00not a video" * 100)
+    train = tmp_path / "train.txt"
+    good = _list_lines(synthetic_dataset.train_list)[0]
+    lines = [f"{synthetic_dataset.root / good}"] + [f"{garbage} 0"] * (2 * CLIPS)
+    train.write_text("\n".join(lines) + "\n")
+    args = [*run_args(synthetic_dataset, tmp_path / "run", epochs=1), "--data.train_list", str(train),
+            "--data.classes_file", str(synthetic_dataset.classes_file), "--data.max_bad_fraction", "1.0",
+            "--data.max_retries", "100", "--trainer.limit_val_batches", "0", "--model.network", "tests.helpers.NaNAfterSteps",
+            "--model.network.init_args.nan_from", "1"]
+    with pytest.raises(NonFiniteLossError, match="videos failed to decode while this batch of 4 clips was put together .* check the data first"):
+        run_lightning_cli(["fit", *args])
