@@ -21,7 +21,7 @@ for norm in gn bn; do
     echo "[demo] training ${norm^^} -> $run"
     $vidgn fit "${configs[@]}" --trainer.default_root_dir "$run"
     echo "[demo] testing ${norm^^} (video level: clips x crops, softmax averaged)"
-    $vidgn test "${configs[@]}" --trainer.default_root_dir "$run" --ckpt_path "$run/checkpoints/last.ckpt"
+    $vidgn test "${configs[@]}" --trainer.default_root_dir "$run" --ckpt_path last  # the final state; `best` would be the best by validation
 done
 echo
 echo "[demo] GN vs BN on synthetic motion classes (test = val split; top-1/top-5 in %):"

@@ -42,6 +42,22 @@ class PauseAtStep(L.Callback):
                 time.sleep(0.05)
 
 
+class RecordBatches(L.Callback):
+    """Append, per training step, the step, the batch's video indices and a checksum of its pixels
+    to the JSON-lines file `path` (so that two runs' data can be compared step by step)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import json
+
+        row = {"step": trainer.global_step, "epoch": trainer.current_epoch,
+               "videos": batch["video_index"].tolist(), "pixels": round(float(batch["video"].double().sum()), 3)}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def write_decoder_crashing_mp4(path: str | Path) -> Path:
     """A real H.264 mp4 that kills decord 0.6 with SIGABRT in the VideoReader constructor.
 

@@ -102,3 +102,60 @@ def test_sync_bn_layers_are_updated_too():
     assert any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
     assert update_bn_stats(model, batches(2), num_batches=2) == 2
     assert not torch.equal(model.conv1.norm.running_mean, torch.zeros(8))
+
+
+# ---- in training: which batches, and across processes -------------------------------------------
+
+def test_precise_bn_draws_new_batches_each_epoch_and_shards_them_by_rank(synthetic_dataset):
+    """Before, every validation recomputed the statistics from the same first batches, and every
+    rank from the same ones. Now each epoch draws anew, and the ranks split the list."""
+    from types import SimpleNamespace
+
+    from test_datamodule import make_dm
+    from vidgn.training.callbacks import PreciseBN
+
+    dm = make_dm(synthetic_dataset)
+    dm.setup("fit")
+
+    def videos(epoch, rank, world=2):
+        trainer = SimpleNamespace(datamodule=dm, world_size=world, global_rank=rank, current_epoch=epoch)
+        return [i for batch in PreciseBN._loader(trainer) for i in batch["video_index"].tolist()]
+
+    n = len(dm.entries("train"))
+    for epoch in (0, 1):
+        ranks = [videos(epoch, r) for r in (0, 1)]
+        assert not set(ranks[0]) & set(ranks[1]) and len(ranks[0]) + len(ranks[1]) == n
+    assert videos(0, 0) != videos(1, 0)
+    assert videos(1, 0) == videos(1, 0)  # a function of the seed and epoch
+
+
+def _average_worker(rank, world, init_file, out):
+    import torch.distributed as dist
+
+    from vidgn.training.callbacks import average_bn_stats_across_ranks
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        bn = nn.BatchNorm3d(2)
+        bn.running_mean.copy_(torch.tensor([1.0, -2.0]) * (rank + 1))
+        bn.running_var.copy_(torch.tensor([0.5, 3.0]) * (rank + 1))
+        average_bn_stats_across_ranks(bn)
+        torch.save({"mean": bn.running_mean, "var": bn.running_var}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_precise_bn_statistics_are_averaged_across_ranks(tmp_path):
+    """The statistics of the union of both ranks' batches: the mean of the means, and the mean of
+    the variances plus the variance of the means."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_average_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    means = torch.stack([torch.tensor([1.0, -2.0]) * k for k in (1, 2)])
+    variances = torch.stack([torch.tensor([0.5, 3.0]) * k for k in (1, 2)])
+    want_mean = means.mean(0)
+    want_var = variances.mean(0) + ((means - want_mean) ** 2).mean(0)
+    for r in (0, 1):
+        got = torch.load(tmp_path / f"rank{r}.pt")
+        torch.testing.assert_close(got["mean"], want_mean)
+        torch.testing.assert_close(got["var"], want_var)

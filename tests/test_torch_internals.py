@@ -29,8 +29,8 @@ class TinyClips(Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int):
-        return torch.tensor([i])
+    def __getitem__(self, key: tuple[int, int]):  # (index, seed), as CrashSafeLoader hands them out
+        return torch.tensor([key[0]])
 
     def path(self, i: int) -> str:
         return f"video{i}.mp4"
@@ -62,7 +62,7 @@ def test_this_torch_has_every_internal_the_loader_uses(unchecked):
     loader = _loader()
     inner = loader._inner_loader(fresh=True)
     loader_mod.check_torch_internals(inner)  # before any worker starts
-    it = loader._start([[0, 1], [2, 3]])
+    it = loader._start([[(0, 0), (1, 0)], [(2, 0), (3, 0)]])  # (index, seed) keys
     try:
         # The started iterator has what the loader reads: the worker processes, the flag that their
         # pids were registered for PyTorch's SIGCHLD alarm (the loader took them off it), shutdown.

@@ -145,6 +145,44 @@ def test_preempted_fit_resumes_to_the_same_end(tmp_path, synthetic_dataset, sig)
     assert epochs_saved == list(range(epochs))
 
 
+def test_resumed_run_sees_exactly_the_clips_of_the_uninterrupted_one(tmp_path, synthetic_dataset):
+    """Preempted mid-epoch and resumed (with a worker this time), a run trains on the same videos,
+    windows, crops and flips, step for step, as a run that was never interrupted: none twice, none
+    skipped, and metrics.csv has each step once."""
+    epochs, per_epoch = 3, steps_per_epoch(synthetic_dataset)
+    pause_at = per_epoch + 1  # mid-way through the second epoch
+    no_val = ("--trainer.limit_val_batches", "0", "--trainer.log_every_n_steps", "1")
+
+    def record(path):
+        return ["--trainer.callbacks+=tests.helpers.RecordBatches", "--trainer.callbacks.path", str(path)]
+
+    ref = tmp_path / "ref.jsonl"
+    run_lightning_cli(["fit", *run_args(synthetic_dataset, tmp_path / "ref", epochs=epochs), *no_val, *record(ref)])
+
+    root, marker, got = tmp_path / "run", tmp_path / "paused", tmp_path / "got.jsonl"
+    args = [*run_args(synthetic_dataset, root, epochs=epochs), *no_val, "--data.num_workers", "1"]
+    cmd = [sys.executable, "-m", "vidgn.cli", "fit", *args, *record(got),
+           "--trainer.callbacks+=tests.helpers.PauseAtStep",
+           "--trainer.callbacks.step", str(pause_at), "--trainer.callbacks.marker", str(marker)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the run never reached the pause step"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out
+    run_lightning_cli(["fit", *args, *record(got), "--ckpt_path", "last"])
+
+    expected = [json.loads(line) for line in ref.read_text().splitlines()]
+    seen = [json.loads(line) for line in got.read_text().splitlines()]
+    assert [r["step"] for r in seen] == list(range(epochs * per_epoch))
+    assert seen == expected
+    steps = [r["step"] for r in csv.DictReader((root / "metrics.csv").open()) if r.get("train/loss")]
+    assert len(steps) == len(set(steps)) == epochs * per_epoch
+
+
 def test_two_process_ddp_fit_on_cpu(tmp_path, synthetic_dataset):
     root = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "vidgn.cli", "fit", *run_args(synthetic_dataset, root, epochs=1, norm="bn"),
@@ -179,8 +217,9 @@ def test_precise_bn_starts_no_loader_for_gn(tmp_path, synthetic_dataset, monkeyp
     from vidgn.data.datamodule import VideoDataModule
 
     calls = []
-    original = VideoDataModule.train_dataloader
-    monkeypatch.setattr(VideoDataModule, "train_dataloader", lambda self: calls.append(1) or original(self))
+    original = VideoDataModule.dataloader
+    monkeypatch.setattr(VideoDataModule, "dataloader",
+                        lambda self, split, **kw: calls.append(split) or original(self, split, **kw))
     run_lightning_cli(["fit", *run_args(synthetic_dataset, tmp_path / "run", epochs=1, norm="gn"),
                        "--precise_bn.num_batches", "2"])
-    assert len(calls) == 1  # the fit loop's own loader; none for precise BN
+    assert calls.count("train") == 1  # the fit loop's own loader; none for precise BN

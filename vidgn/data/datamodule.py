@@ -31,7 +31,7 @@ import torch
 from vidgn.data.clip import SPLITS, ClipSpec
 from vidgn.data.dataset import BadVideo, ClipDataset, collate_clips
 from vidgn.data.lists import ListError, VideoEntry, find_classes_file, parse_list, read_classes
-from vidgn.data.loader import CrashSafeLoader
+from vidgn.data.loader import CrashSafeLoader, EpochShuffle
 from vidgn.data.transforms import normalize
 
 log = logging.getLogger("vidgn.data")
@@ -224,10 +224,11 @@ class VideoDataModule(lightning.LightningDataModule):
         under a Trainer with DDP, Lightning injects a DistributedSampler itself."""
         train = split == "train"
         workers = self.num_workers
+        if sampler is None and train:  # epoch k's order is a function of (seed, k): resumable
+            sampler = EpochShuffle(self.dataset(split), seed=self.seed)
         return CrashSafeLoader(  # a torch DataLoader that survives a decoder crashing a worker
             self.dataset(split),
             batch_size=self.clips_per_gpu,
-            shuffle=train if sampler is None else None,
             sampler=sampler,
             drop_last=train and self.drop_last_train,
             num_workers=workers,
@@ -236,7 +237,7 @@ class VideoDataModule(lightning.LightningDataModule):
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
             multiprocessing_context=self.multiprocessing_context if workers > 0 else None,
-            # Worker seeds and (without DDP) the shuffle order follow from seed and rank.
+            # Each item's random choices are seeded from this, the epoch and its position (loader.py).
             generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self._rank()),
         )
 

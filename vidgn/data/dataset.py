@@ -167,7 +167,13 @@ class ClipDataset(torch.utils.data.Dataset):
         c = self.clip.crop_size(self.split)
         return torch.empty((0, 3, self.clip.num_frames, c, c), dtype=torch.uint8)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        # (index, seed) from CrashSafeLoader: the item's random choices come from its own seed, so
+        # they do not depend on which process makes it (and repeat exactly after a resume).
+        if isinstance(index, tuple):
+            index, seed = index
+            self._rng()  # per-process set-up (OpenCV threads) all the same
+            return self.item(index, torch.Generator().manual_seed(int(seed)))
         return self.item(index, self._rng())
 
     def item(self, index: int, generator: torch.Generator) -> dict:

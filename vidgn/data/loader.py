@@ -7,8 +7,11 @@ unexpectedly" in the main process, which ends the run. Kinetics downloads contai
 a crash on day three of a 400k-iteration run is the worst time to learn that.
 
 How this loader keeps the run going:
-* Each epoch's index batches are drawn once, up front, from the loader's own (batch) sampler, so the
-  epoch can be resumed exactly where it stopped.
+* Each epoch's index batches are drawn once, up front, from the loader's own (batch) sampler, each
+  item with a seed of its own for its random choices, so the epoch can be resumed exactly where it
+  stopped: after a worker crash, and in a new process from a checkpoint (`state_dict` /
+  `load_state_dict`, which Lightning saves and restores; with `EpochShuffle` the order of an epoch
+  depends only on the seed and the epoch).
 * Every worker writes (pid, video index) into a small shared-memory table before it decodes a video
   and clears it after (`ClipDataset.in_flight`). When a worker dies, the table says which video was
   in its hands.
@@ -38,7 +41,7 @@ import signal
 import time
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 log = logging.getLogger("vidgn.data")
 
@@ -114,17 +117,43 @@ def check_torch_internals(inner: DataLoader, it=None, *, started: bool = True) -
             "(and run tests/test_torch_internals.py and tests/test_worker_crash.py on the new torch).")
 
 
+class EpochShuffle(RandomSampler):
+    """A random order that depends only on (seed, epoch): a resumed run draws the same epochs.
+
+    A RandomSampler, so that Lightning swaps it for its (equally epoch-seeded) DistributedSampler
+    under DDP. torch's RandomSampler draws each epoch from one running generator instead, so a
+    fresh process could not repeat epoch k without replaying epochs 0..k-1.
+    """
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+
+
 class _Batches:
     """The inner loader's batch sampler: a list of index batches the outer loader sets."""
 
-    def __init__(self):
-        self.batches: list[list[int]] = []
+    def __init__(self, batches: list[list] | None = None):
+        self.batches: list[list] = batches or []
 
     def __iter__(self):
         return iter(self.batches)
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def _item_seed(base: int, epoch: int, position: int) -> int:
+    """A seed for one item's random choices from (loader seed, epoch, position in the epoch)."""
+    return int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(
+        (base * 1_000_003 + epoch) * 1_000_003 + position)).item())
 
 
 def _death_reason(exitcode: int | None) -> str:
@@ -141,14 +170,48 @@ def _death_reason(exitcode: int | None) -> str:
 class CrashSafeLoader(DataLoader):
     """A torch DataLoader (same arguments) over a ClipDataset that survives dead workers.
 
-    The dataset must have `in_flight` (set here to a shared (num_workers, 2) int64 table) and a
-    `crashed` dict {video_index: reason}, as ClipDataset does. See the module docstring.
+    The dataset must take (index, seed) keys, have `in_flight` (set here to a shared (num_workers, 2)
+    int64 table) and a `crashed` dict {video_index: reason}, as ClipDataset does. See the module
+    docstring.
     """
 
     def __iter__(self):
-        if self.num_workers == 0:
-            return super().__iter__()
-        return _CrashSafeIter(self)
+        batches, done = self._epoch_batches()
+        return _CrashSafeIter(self, batches, done)
+
+    # -- where the epoch stands: Lightning's state_dict / load_state_dict protocol -------------------
+    def state_dict(self) -> dict:
+        """The epoch and how many of its batches were delivered; saved in every checkpoint."""
+        return dict(self.__dict__.get("_vidgn_position") or {"epoch": 0, "batches_done": 0})
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next epoch iterated is `state["epoch"]`, without its first batches_done batches."""
+        self.__dict__["_vidgn_resume"] = dict(state)
+
+    def _epoch_batches(self) -> tuple[list[list[tuple[int, int]]], int]:
+        """This epoch's batches of (dataset index, item seed), and how many were already delivered.
+
+        Drawn once per epoch from the (batch) sampler: sampler epoch, shuffling and DDP sharding
+        included. Every item gets its own seed for its random choices (window, scale, crop, flip),
+        a function of the loader's seed, the epoch and the item's position in it, so the clips do
+        not depend on which worker makes them, and a resumed epoch repeats them exactly.
+        """
+        resume = self.__dict__.pop("_vidgn_resume", None)
+        sampler = self.sampler
+        if resume is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(resume["epoch"])
+        batches = [list(b) for b in self.batch_sampler]
+        epoch = getattr(sampler, "epoch", 0)
+        done = resume["batches_done"] if resume is not None and resume["epoch"] == epoch else 0
+        if batches and done >= len(batches) and hasattr(sampler, "set_epoch"):
+            epoch, done = epoch + 1, 0  # saved at the end of that epoch: the next one comes
+            sampler.set_epoch(epoch)
+            batches = [list(b) for b in self.batch_sampler]
+        base = self.generator.initial_seed() if self.generator is not None else 0
+        seeded = [[(int(i), _item_seed(base, epoch, k * len(b) + j)) for j, i in enumerate(b)]
+                  for k, b in enumerate(batches)]
+        self.__dict__["_vidgn_position"] = {"epoch": epoch, "batches_done": done}
+        return seeded, done
 
     # -- the inner loader that owns the worker processes -------------------------------------------
     def _inner_loader(self, fresh: bool) -> DataLoader:
@@ -171,6 +234,9 @@ class CrashSafeLoader(DataLoader):
 
     def _start(self, batches: list[list[int]], fresh: bool = False):
         global _internals_checked
+        if self.num_workers == 0:  # no worker to lose: a plain single-process iterator
+            return iter(DataLoader(self.dataset, batch_sampler=_Batches(batches), collate_fn=self.collate_fn,
+                                   pin_memory=self.pin_memory, pin_memory_device=self.pin_memory_device))
         inner = self._inner_loader(fresh)
         if not _internals_checked:
             check_torch_internals(inner)  # before any worker starts
@@ -231,13 +297,11 @@ _DEAD_WORKER = re.compile(r"DataLoader worker \(pid")
 
 
 class _CrashSafeIter:
-    def __init__(self, loader: CrashSafeLoader):
+    def __init__(self, loader: CrashSafeLoader, batches: list[list[tuple[int, int]]], done: int = 0):
         self.loader = loader
-        # This epoch's batches, drawn once (sampler epoch, shuffling and DDP sharding included) so
-        # that a restart resumes them exactly.
-        self.batches = [list(b) for b in loader.batch_sampler]
-        self.done = 0
-        self.it = loader._start(self.batches)
+        self.batches = batches  # the whole epoch's, so that a restart resumes them exactly
+        self.done = done
+        self.it = loader._start(self.batches[done:])
 
     def __iter__(self):
         return self
@@ -252,6 +316,8 @@ class _CrashSafeIter:
             except StopIteration:
                 raise
             except Exception as e:
+                if self.loader.num_workers == 0:
+                    raise
                 # A dead worker shows up as PyTorch's "worker ... exited unexpectedly" or, when it
                 # died just after sending a batch, as a broken connection while fetching that batch.
                 crashed = self.loader._crashed_videos(self.it)
@@ -269,4 +335,5 @@ class _CrashSafeIter:
                 self.it = self.loader._start(self.batches[self.done:], fresh=True)
                 continue
             self.done += 1
+            self.loader.__dict__["_vidgn_position"]["batches_done"] = self.done
             return batch

@@ -282,6 +282,17 @@ class VideoClassifier(L.LightningModule):
             per_process = self.trainer.train_dataloader.batch_size
         return int(per_process) * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
+    def on_train_start(self) -> None:
+        # Lightning 2.6 builds the training loader for `estimated_stepping_batches` (in
+        # configure_optimizers) before it restores a checkpoint, and then never hands that loader
+        # its saved position: a resumed run would restart the epoch from its first batch. Hand it
+        # over here and start the epoch's iterator again from there (tests/test_training.py checks
+        # that a resumed run sees the same clips as an uninterrupted one).
+        fit_loop = self.trainer.fit_loop
+        if getattr(fit_loop, "_combined_loader_states_to_load", None):
+            fit_loop._load_combined_loader_states()
+            iter(fit_loop._data_fetcher)
+
     def setup(self, stage: str) -> None:
         # DDP has started by now (the network was built before it): make the SyncBN groups, if any.
         set_sync_bn_process_group(self.network, getattr(self.network, "sync_bn_group_size", None))
