@@ -60,7 +60,8 @@ def test_vidgn_help_lists_every_subcommand():
         assert name in out.stdout, name
 
 
-@pytest.mark.parametrize("sub", ["make-synthetic", "prepare-kinetics", "check-videos", "bench", "summarize", "fit", "test"])
+@pytest.mark.parametrize("sub", ["make-synthetic", "prepare-kinetics", "check-videos", "bench", "summarize", "fit",
+                                 "test"])
 def test_each_subcommand_has_help(sub):
     out = subprocess.run([sys.executable, "-m", "vidgn.cli", sub, "--help"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
@@ -83,10 +84,19 @@ def test_print_config_lists_the_loggers_and_callbacks(capsys):
         assert lg["init_args"]["save_dir"] is None
         assert lg["init_args"]["name"] == "" and lg["init_args"]["version"] == ""
     callbacks = [c["class_path"] for c in cfg["trainer"]["callbacks"]]
-    assert callbacks == ["lightning.pytorch.callbacks.RichProgressBar", "lightning.pytorch.callbacks.LearningRateMonitor",
-                         "vidgn.training.callbacks.BadVideoLogger", "vidgn.training.callbacks.PreemptionCheckpoint"]
+    assert callbacks == ["lightning.pytorch.callbacks.RichProgressBar",
+                         "lightning.pytorch.callbacks.LearningRateMonitor"]
     assert cfg["trainer"]["callbacks"][1]["init_args"]["logging_interval"] == "step"
+    # the callbacks every run needs have sections of their own
     assert cfg["checkpoint"]["monitor"] == "val/top1" and "num_batches" in cfg["precise_bn"]
+    assert cfg["bad_videos"] == {"warn": True} and cfg["preemption"] == {"sigusr1": True, "ctrl_c": True}
+
+
+def test_a_config_listing_callbacks_keeps_the_ones_every_run_needs(tmp_path):
+    trainer = built_trainer(tmp_path, "--trainer.callbacks", "lightning.pytorch.callbacks.EarlyStopping",
+                            "--trainer.callbacks.monitor", "val/loss")
+    names = {type(c).__name__ for c in trainer.callbacks}
+    assert {"EarlyStopping", "RunCheckpoint", "PreciseBN", "BadVideoLogger", "PreemptionCheckpoint"} <= names
 
 
 def built_trainer(tmp_path, *overrides: str):
@@ -120,7 +130,8 @@ def test_logging_and_progress_bar_can_be_switched_off_or_replaced(tmp_path):
     trainer = built_trainer(tmp_path, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false")
     assert trainer.loggers == [] and trainer.progress_bar_callback is None
     assert not any(isinstance(c, ProgressBar) for c in trainer.callbacks)
-    assert {"BadVideoLogger", "PreemptionCheckpoint", "LearningRateMonitor"} <= {type(c).__name__ for c in trainer.callbacks}
+    names = {type(c).__name__ for c in trainer.callbacks}
+    assert {"BadVideoLogger", "PreemptionCheckpoint", "LearningRateMonitor"} <= names
     trainer = built_trainer(tmp_path, "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
                             "--trainer.logger.save_dir", str(tmp_path / "elsewhere"))
     assert [type(lg) for lg in trainer.loggers] == [CSVLogger]

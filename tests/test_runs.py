@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -72,7 +71,8 @@ def test_checkpoint_of_another_norm_names_both(tmp_path, synthetic_dataset):
     del old["vidgn_network"]
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(CheckpointMismatch, match="norm=gn"):
-        run_lightning_cli(["test", *run_args(synthetic_dataset, root, norm="bn"), "--ckpt_path", str(tmp_path / "old.ckpt")])
+        run_lightning_cli(["test", *run_args(synthetic_dataset, root, norm="bn"),
+                           "--ckpt_path", str(tmp_path / "old.ckpt")])
 
 
 # ---- run directories ---------------------------------------------------------------------------
@@ -173,12 +173,14 @@ def test_a_validation_epoch_without_any_decodable_video_names_the_list(tmp_path,
     bad_val.write_text(f"{tmp_path / 'x.mp4'} 0\n")
     with pytest.raises(NoValidationScores, match=f"validation list {bad_val}"):
         _fit(synthetic_dataset, tmp_path / "run", 1, "--data.val_list", str(bad_val), "--data.classes_file",
-             str(synthetic_dataset.classes_file), "--data.max_bad_fraction", "1.0", "--trainer.num_sanity_val_steps", "0")
+             str(synthetic_dataset.classes_file), "--data.max_bad_fraction", "1.0",
+             "--trainer.num_sanity_val_steps", "0")
 
 
 def test_a_training_list_shorter_than_one_batch_names_the_list(tmp_path, synthetic_dataset):
     short = tmp_path / "short.txt"
-    short.write_text("\n".join(f"{synthetic_dataset.root / line}" for line in _list_lines(synthetic_dataset.train_list)[:CLIPS - 1]) + "\n")
+    lines = _list_lines(synthetic_dataset.train_list)[:CLIPS - 1]
+    short.write_text("\n".join(f"{synthetic_dataset.root / line}" for line in lines) + "\n")
     with pytest.raises(ValueError, match=f"data.train_list {short} has {CLIPS - 1} videos.*fewer than one batch"):
         _fit(synthetic_dataset, tmp_path / "run", 1, "--data.train_list", str(short), "--data.classes_file",
              str(synthetic_dataset.classes_file))
@@ -207,7 +209,8 @@ def test_nonfinite_loss_points_at_the_data_when_most_clips_were_replaced(tmp_pat
     train.write_text("\n".join(lines) + "\n")
     args = [*run_args(synthetic_dataset, tmp_path / "run", epochs=1), "--data.train_list", str(train),
             "--data.classes_file", str(synthetic_dataset.classes_file), "--data.max_bad_fraction", "1.0",
-            "--data.max_retries", "100", "--trainer.limit_val_batches", "0", "--model.network", "tests.helpers.NaNAfterSteps",
-            "--model.network.init_args.nan_from", "1"]
-    with pytest.raises(NonFiniteLossError, match="videos failed to decode while this batch of 4 clips was put together .* check the data first"):
+            "--data.max_retries", "100", "--trainer.limit_val_batches", "0",
+            "--model.network", "tests.helpers.NaNAfterSteps", "--model.network.init_args.nan_from", "1"]
+    with pytest.raises(NonFiniteLossError,
+                       match="videos failed to decode while this batch of 4 clips was put together .* check the data first"):
         run_lightning_cli(["fit", *args])

@@ -87,13 +87,15 @@ def _check_config_files(args: list[str]) -> None:
             continue
         path = Path(value)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {value} not found" + (" (it is a directory)" if path.is_dir() else ""))
+            is_dir = " (it is a directory)" if path.is_dir() else ""
+            raise FileNotFoundError(f"config file {value} not found{is_dir}")
         try:
             yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
             where = getattr(e, "problem_mark", None)
             at = f" line {where.line + 1}, column {where.column + 1}" if where else ""
-            raise ValueError(f"config file {value} is not valid YAML:{at}: {getattr(e, 'problem', None) or e}") from None
+            problem = getattr(e, "problem", None) or e
+            raise ValueError(f"config file {value} is not valid YAML:{at}: {problem}") from None
 
 
 if __name__ == "__main__":

@@ -121,8 +121,6 @@ def _loader(job: dict):
             # collate included: it makes the one copy of the clip into batch memory
             return collate_clips([ds.item(int(order[k]), torch.Generator().manual_seed(job["seed"] + k))])["video"]
     elif method == "floor":
-        import decord
-
         def clip(k):
             g = torch.Generator().manual_seed(job["seed"] + k)  # same draws -> same window as vidgn
             path = str(resolve(entries[int(order[k])], job["root"]))
@@ -163,7 +161,8 @@ class _Timed:
 
     def result(self) -> dict:
         job = self.job
-        return {"method": job["method"], "clip": f"{job['clip'].num_frames}x{job['clip'].sampling_rate}", "clips": self.count,
+        clip = f"{job['clip'].num_frames}x{job['clip'].sampling_rate}"
+        return {"method": job["method"], "clip": clip, "clips": self.count,
                 "clips_per_s": self.count / self.wall, "cpu_ms_per_clip": 1000 * self.cpu / self.count,
                 "peak_rss_mb": _rss_kb("VmHWM") / 1024, "growth_mb": (_rss_kb("VmHWM") - self.base_kb) / 1024,
                 "out_shape": list(self.shape)}
@@ -305,7 +304,8 @@ def bench_data(args) -> list[dict]:
         t, s = _parse_clip(text)
         clip_spec = ClipSpec(num_frames=t, sampling_rate=s, train_short_side=short_side, train_crop=crop)
         clip_spec.check("train")
-        jobs = [dict(method=method, root=root, list=lst, clip=clip_spec, threads=threads, clips=args.clips, warmup=args.warmup,
+        jobs = [dict(method=method, root=root, list=lst, clip=clip_spec, threads=threads, clips=args.clips,
+                     warmup=args.warmup,
                      chunk=args.chunk, seed=args.seed, mean=mean, std=std) for method in methods]
         for r in measure(jobs, in_process=args.in_process):
             results.append(r)

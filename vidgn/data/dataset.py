@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from vidgn.data.clip import SPLITS, ClipSpec
+from vidgn.data.clip import ClipSpec
 from vidgn.data.lists import VideoEntry, resolve
 from vidgn.data.video import VideoDecodeError, decode_frames, open_video
 

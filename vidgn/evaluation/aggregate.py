@@ -97,7 +97,8 @@ class EvalSummary:
     views_per_video: dict[str, int] = field(default_factory=dict)  # min/max views seen per video
 
 
-def compute_metrics(views: ViewOutputs, num_classes: int, exclude: set[int] = frozenset()) -> tuple[EvalSummary, VideoScores]:
+def compute_metrics(views: ViewOutputs, num_classes: int,
+                    exclude: set[int] = frozenset()) -> tuple[EvalSummary, VideoScores]:
     """Clip- and video-level metrics, leaving out the videos in `exclude` from both.
 
     Views without labels (label -1, e.g. `vidgn predict` on an unlabeled list) get scores but no

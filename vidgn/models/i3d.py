@@ -233,7 +233,8 @@ class I3DResNet(nn.Module):
 
         block = BLOCKS[block_type]
         dim_in = base_channels
-        for i, (name, n_blocks, inflate, stride) in enumerate(zip(STAGES, counts, INFLATE[depth], STAGE_SPATIAL_STRIDE)):
+        stages = zip(STAGES, counts, INFLATE[depth], STAGE_SPATIAL_STRIDE)
+        for i, (name, n_blocks, inflate, stride) in enumerate(stages):
             assert len(inflate) == n_blocks, (depth, name)  # the tables above must agree
             width = base_channels * 2 ** i
             setattr(self, name, make_stage(name, block, dim_in, width, inflate, stride, conv_cls, norm_layer))

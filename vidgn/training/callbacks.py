@@ -94,14 +94,23 @@ def average_bn_stats_across_ranks(model: torch.nn.Module) -> None:
 class BadVideoLogger(L.Callback):
     """Logs how many training videos failed to decode (and were replaced) in each epoch."""
 
+    def __init__(self, warn: bool = True):
+        """
+        Args:
+            warn: also print a warning after each epoch in which videos failed (the count is always
+                logged as data/bad_train_videos).
+        """
+        self.warn = warn
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "bad_count"):
             return
         count = datamodule.bad_count("train")
         pl_module.log("data/bad_train_videos", float(count), reduce_fx="sum", sync_dist=True)
-        if count:
-            log.warning("epoch %d: %d training video(s) failed to decode and were replaced", trainer.current_epoch, count)
+        if count and self.warn:
+            log.warning("epoch %d: %d training video(s) failed to decode and were replaced",
+                        trainer.current_epoch, count)
         datamodule.reset_bad("train")
 
 
@@ -147,16 +156,23 @@ class PreemptionCheckpoint(L.Callback):
     stops at once, saving nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sigusr1: bool = True, ctrl_c: bool = True) -> None:
+        """
+        Args:
+            sigusr1: treat SIGUSR1 (SLURM's warning before the time limit) like SIGTERM.
+            ctrl_c: the first Ctrl-C saves last.ckpt at the end of the step and stops (false: Ctrl-C
+                stops at once, saving nothing).
+        """
+        self.sigusr1, self.ctrl_c = sigusr1, ctrl_c
         self._previous: dict[int, Any] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit" or threading.current_thread() is not threading.main_thread():
             return
-        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+        if self.sigusr1 and signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
             # Re-raise as SIGTERM so that Lightning's handler (and DDP broadcast of it) does the rest.
             self._install(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        if self.ctrl_c and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._install(signal.SIGINT, self._on_ctrl_c)
 
     def _install(self, signum: int, handler) -> None:

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from vidgn.data.datamodule import VideoDataModule
-from vidgn.training.callbacks import PreciseBN, RunCheckpoint
+from vidgn.training.callbacks import BadVideoLogger, PreciseBN, PreemptionCheckpoint, RunCheckpoint
 from vidgn.training.loggers import AppendingCSVLogger, RunDirTensorBoardLogger, use_run_dir
 from vidgn.training.module import VideoClassifier
 from vidgn.training.runs import check_bn_clips, check_run_dir, resolve_checkpoint
@@ -30,8 +30,6 @@ DEFAULT_LOGGERS = [
 DEFAULT_CALLBACKS = [
     {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},  # left out with enable_progress_bar false
     {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "step"}},
-    {"class_path": "vidgn.training.callbacks.BadVideoLogger"},
-    {"class_path": "vidgn.training.callbacks.PreemptionCheckpoint"},
 ]
 
 
@@ -45,7 +43,8 @@ class VidgnCLI(LightningCLI):
         # The classifier's head size follows the dataset's classes.txt.
         parser.link_arguments("data.num_classes", "model.network.init_args.num_classes", apply_on="instantiate")
         parser.set_defaults({"trainer.logger": DEFAULT_LOGGERS, "trainer.callbacks": DEFAULT_CALLBACKS})
-        # Configurable callbacks, each under its own section (`checkpoint.*`, `precise_bn.*`).
+        # The callbacks every run needs, each under its own section (`checkpoint.*`, `precise_bn.*`,
+        # ...): unlike `trainer.callbacks`, a config cannot drop them by listing callbacks of its own.
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -57,6 +56,8 @@ class VidgnCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")
+        parser.add_lightning_class_args(BadVideoLogger, "bad_videos")
+        parser.add_lightning_class_args(PreemptionCheckpoint, "preemption")
         parser.add_argument("--start_over", type=bool, default=False,
                             help="fit into a run directory that holds an earlier run: move that run's files "
                                  "into RUN_DIR/replaced-<time>/ and start afresh (default: refuse; resume "

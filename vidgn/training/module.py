@@ -294,8 +294,10 @@ class VideoClassifier(L.LightningModule):
             iter(fit_loop._data_fetcher)
 
     def setup(self, stage: str) -> None:
-        # DDP has started by now (the network was built before it): make the SyncBN groups, if any.
-        set_sync_bn_process_group(self.network, getattr(self.network, "sync_bn_group_size", None))
+        # DDP has started by now (the network was built before it): make the SyncBN groups, once.
+        if not getattr(self, "_sync_bn_groups_made", False):
+            set_sync_bn_process_group(self.network, getattr(self.network, "sync_bn_group_size", None))
+            self._sync_bn_groups_made = True
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams

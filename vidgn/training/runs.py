@@ -100,7 +100,8 @@ def resolve_checkpoint(config: Any, subcommand: str) -> Path:
         return last
     best = best_checkpoint(last)
     if best is None or not best.is_file():
-        raise RunDirError(f"--ckpt_path best: {last} names no best checkpoint{f' ({best} is missing)' if best else ''}; "
+        missing = f" ({best} is missing)" if best else ""
+        raise RunDirError(f"--ckpt_path best: {last} names no best checkpoint{missing}; "
                           "was the run validated (data.val_list)? Score --ckpt_path last instead.")
     return best
 
