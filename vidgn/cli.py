@@ -21,6 +21,7 @@ TOOL_MODULES = {
     "check-videos": "vidgn.tools.check_videos",
     "bench": "vidgn.benchmarks",
     "summarize": "vidgn.evaluation.runs_table",
+    "compare": "vidgn.comparison",
 }
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train a model (LightningCLI)",
