@@ -56,12 +56,12 @@ def test_vidgn_help_lists_every_subcommand():
     out = subprocess.run([sys.executable, "-m", "vidgn.cli", "--help"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0
     for name in ("fit", "validate", "test", "predict", "make-synthetic", "prepare-kinetics", "check-videos",
-                 "bench", "summarize"):
+                 "bench", "summarize", "compare"):
         assert name in out.stdout, name
 
 
-@pytest.mark.parametrize("sub", ["make-synthetic", "prepare-kinetics", "check-videos", "bench", "summarize", "fit",
-                                 "test"])
+@pytest.mark.parametrize("sub", ["make-synthetic", "prepare-kinetics", "check-videos", "bench", "summarize",
+                                 "compare", "fit", "test"])
 def test_each_subcommand_has_help(sub):
     out = subprocess.run([sys.executable, "-m", "vidgn.cli", sub, "--help"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
