@@ -141,3 +141,14 @@ def test_submitit_launcher_runs_cells_as_jobs(tmp_path, synthetic_dataset):
     (cell,) = json.loads((out / "report.json").read_text())["cells"]
     assert cell["status"] == "done" and (out / "gn/seed0/test_summary.json").is_file()
     assert list((out / ".submitit").iterdir())  # the job's own folder (logs, pickles)
+
+
+def test_clips_per_step_holds_the_batch_and_runs_gn_once(tmp_path, synthetic_dataset, capsys):
+    """clips_per_step S: each cell is S/c GPUs x c clips on one device: S clips per step, BN over c
+    clips, and GN, the same computation for every c, planned as one run."""
+    grid = write_grid(tmp_path, {"norm": NORMS, "clips_per_gpu": CLIPS}, clips_per_step=4)
+    assert compare(grid, tmp_path / "out", synthetic_dataset, "--dry-run") == 0
+    printed = capsys.readouterr().out
+    assert printed.count("vidgn fit ") == 3  # bn-4, bn-2, gn-4 (gn-2 is gn-4)
+    assert "# gn-2 seed0 (2 GPUs x 2 clips emulated on 1 device(s): 4 clips per process): same config as gn-4" in printed
+    assert "--model.network.init_args.bn_clips 2" in printed and "--data.clips_per_gpu 4" in printed

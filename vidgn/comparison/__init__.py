@@ -38,6 +38,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--emulate-gpus", type=int, metavar="N",
                    help="run each cell, written for N GPUs x data.clips_per_gpu clips, on the devices present "
                         "(N*c/devices clips per process, BN over c-clip groups)")
+    p.add_argument("--clips-per-step", type=int, metavar="S",
+                   help="instead of --emulate-gpus: each cell is S/c GPUs x its c clips (fixed total batch S; BN "
+                        "statistics over c clips)")
     p.add_argument("--devices", type=int, help="devices present for --emulate-gpus (default: CUDA GPUs, else 1)")
     p.add_argument("--max-clips-per-device", type=int, metavar="M",
                    help="with --emulate-gpus: accumulate gradients when a process would hold more than M clips")
@@ -66,8 +69,9 @@ def _compare(args, grid, cells, seeds, sets, output_dir: Path) -> int:
     from vidgn.comparison.plan import default_devices, plan_runs
 
     emulate = args.emulate_gpus or grid.emulate_gpus
-    devices = args.devices or (default_devices() if emulate else None)
-    runs = plan_runs(grid, cells, seeds, output_dir, sets, emulate, devices, args.max_clips_per_device)
+    per_step = args.clips_per_step or grid.clips_per_step
+    devices = args.devices or (default_devices() if emulate or per_step else None)
+    runs = plan_runs(grid, cells, seeds, output_dir, sets, emulate, devices, args.max_clips_per_device, per_step)
     first: dict[str, int] = {}  # config key -> the run that does the work for every identical cell
     for i, r in enumerate(runs):
         if r.error is None:

@@ -11,6 +11,7 @@
     seeds: [0, 1, 2]                         # optional, default [0]
     output_dir: runs/compare/small_batch     # optional; --output-dir wins
     emulate_gpus: 8                          # optional: run "N GPUs x c clips" on the devices present
+    clips_per_step: 8                        # optional, instead: "8/c GPUs x c clips", a fixed total batch
     reference: {source: ..., cells: {bn-8: {video_top1: 73.3, video_top5: 90.7}}}   # optional
 
 A cell x seed is one `vidgn fit` + `vidgn test` with `--config` for every base file, then the cell's
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 
-KEYS = ("name", "configs", "axes", "seeds", "output_dir", "reference", "emulate_gpus")
+KEYS = ("name", "configs", "axes", "seeds", "output_dir", "reference", "emulate_gpus", "clips_per_step")
 
 
 class GridError(ValueError):
@@ -55,6 +56,7 @@ class Grid:
     output_dir: str | None = None
     reference: dict | None = None
     emulate_gpus: int | None = None
+    clips_per_step: int | None = None
     path: str = ""
 
     def cells(self, only: dict[str, list[str]] | None = None) -> list[Cell]:
@@ -125,7 +127,7 @@ def load_grid(path: str | Path) -> Grid:
         configs = [configs]
     return Grid(name=str(data["name"]), configs=[str(c) for c in configs], axes=clean, seeds=seeds,
                 output_dir=data.get("output_dir"), reference=data.get("reference"),
-                emulate_gpus=data.get("emulate_gpus"), path=str(path))
+                emulate_gpus=data.get("emulate_gpus"), clips_per_step=data.get("clips_per_step"), path=str(path))
 
 
 def parse_assignments(items: list[str], option: str) -> list[tuple[str, str]]:

@@ -97,8 +97,13 @@ def base_args(grid: Grid, cell: Cell, seed: int, sets: list[tuple[str, str]], ru
 
 def plan_runs(grid: Grid, cells: list[Cell], seeds: list[int], output_dir: Path, sets: list[tuple[str, str]],
               emulate_gpus: int | None = None, devices: int | None = None,
-              max_clips_per_device: int | None = None) -> list[Run]:
-    """Every cell x seed with its arguments; resolving each config catches bad overrides now."""
+              max_clips_per_device: int | None = None, clips_per_step: int | None = None) -> list[Run]:
+    """Every cell x seed with its arguments; resolving each config catches bad overrides now.
+
+    `emulate_gpus` N: every cell is "N GPUs x its clips_per_gpu". `clips_per_step` S: every cell is
+    "S/c GPUs x c clips", i.e. the same total batch S everywhere and BN over c clips (the clips-per-GPU
+    effect on BN statistics, with the batch the LR and the number of steps depend on held fixed).
+    """
     from vidgn.comparison.resolve import resolve_config
 
     runs = []
@@ -108,10 +113,13 @@ def plan_runs(grid: Grid, cells: list[Cell], seeds: list[int], output_dir: Path,
             run = Run(cell, seed, run_dir, base_args(grid, cell, seed, sets, run_dir))
             try:
                 config, key = resolve_config(run.args)
-                if emulate_gpus:
+                if emulate_gpus or clips_per_step:
                     norm = config.model.network.init_args.get("norm") if "init_args" in config.model.network else None
-                    run.emulation = plan_emulation(emulate_gpus, config.data.clips_per_gpu, devices or 1, norm,
-                                                   max_clips_per_device)
+                    clips = config.data.clips_per_gpu
+                    if clips_per_step and clips_per_step % clips:
+                        raise GridError(f"clips_per_step {clips_per_step} is not a multiple of clips_per_gpu {clips}")
+                    gpus = emulate_gpus or clips_per_step // clips
+                    run.emulation = plan_emulation(gpus, clips, devices or 1, norm, max_clips_per_device)
                     for k, v in run.emulation.overrides():
                         run.args += [f"--{k}", cli_value(v)]
                     config, key = resolve_config(run.args)
