@@ -152,3 +152,29 @@ def test_clips_per_step_holds_the_batch_and_runs_gn_once(tmp_path, synthetic_dat
     assert printed.count("vidgn fit ") == 3  # bn-4, bn-2, gn-4 (gn-2 is gn-4)
     assert "# gn-2 seed0 (2 GPUs x 2 clips emulated on 1 device(s): 4 clips per process): same config as gn-4" in printed
     assert "--model.network.init_args.bn_clips 2" in printed and "--data.clips_per_gpu 4" in printed
+
+
+def test_a_run_of_another_config_is_never_reported_as_the_cell(tmp_path, synthetic_dataset):
+    """A smoke run with --set into the same output directory must not pass for the real grid's cell."""
+    grid = write_grid(tmp_path, {"norm": {"gn": NORMS["gn"]}})
+    out = tmp_path / "out"
+    no_val = ("--set", "trainer.limit_val_batches=0")
+    assert compare(grid, out, synthetic_dataset, *no_val) == 0
+    assert compare(grid, out, synthetic_dataset, *no_val, "--set", "model.lr=0.01") == 1
+    (cell,) = json.loads((out / "report.json").read_text())["cells"]
+    assert cell["status"] == "failed" and "another config" in cell["error"] and cell["metrics"] is None
+    assert compare(grid, out, synthetic_dataset, *no_val, "--collect", "--set", "model.lr=0.01") == 1
+
+
+def test_label_names_that_would_collide_are_refused(tmp_path, synthetic_dataset, capsys):
+    grid = write_grid(tmp_path, {"a": {"x-y": {}, "x": {}}, "b": {"z": {}, "y-z": {}}})
+    assert compare(grid, tmp_path / "out", synthetic_dataset, "--dry-run") == 2
+    assert "would both be named 'x-y-z'" in capsys.readouterr().err
+
+
+def test_emulation_refuses_bn_groups_that_do_not_fit_a_device():
+    with pytest.raises(ValueError, match="cannot hold whole BN groups of 8 clips; use fewer devices"):
+        plan_emulation(1, 8, 2, "bn")  # 8 clips over 2 devices: 4 per process, BN needs groups of 8
+    with pytest.raises(ValueError, match="cannot hold whole BN groups of 2 clips"):
+        plan_emulation(3, 2, 2, "bn")  # 3 clips per process
+    assert plan_emulation(1, 8, 2, "gn").per_process == 4  # GN does not care

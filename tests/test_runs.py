@@ -214,3 +214,37 @@ def test_nonfinite_loss_points_at_the_data_when_most_clips_were_replaced(tmp_pat
     with pytest.raises(NonFiniteLossError,
                        match="videos failed to decode while this batch of 4 clips was put together .* check the data first"):
         run_lightning_cli(["fit", *args])
+
+
+def test_any_seed_works():
+    """Item seeds are derived from (seed, rank, epoch, position): large seeds must not overflow."""
+    from vidgn.data.loader import _item_seed
+
+    for seed in (0, 19, 42, 2**31 - 1):
+        assert 0 <= _item_seed(seed * 1_000_003, 103, 4096) < 2**62
+
+
+def test_a_stopped_evaluation_saves_no_checkpoint():
+    """SIGTERM during `vidgn test` must not overwrite last.ckpt with an evaluation's empty state."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import TrainerFn
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from vidgn.training.callbacks import PreemptionCheckpoint
+
+    saved = []
+    for fn, expected in ((TrainerFn.TESTING, 0), (TrainerFn.PREDICTING, 0), (TrainerFn.FITTING, 1)):
+        trainer = SimpleNamespace(state=SimpleNamespace(fn=fn), checkpoint_callback=None, log_dir="/tmp/x",
+                                  default_root_dir="/tmp/x", global_step=3, save_checkpoint=saved.append)
+        before = len(saved)
+        PreemptionCheckpoint().on_exception(trainer, None, SIGTERMException())
+        assert len(saved) - before == expected, fn
+
+
+def test_resuming_a_run_without_a_checkpoint_is_refused(tmp_path, synthetic_dataset):
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "metrics.csv").write_text("epoch,step\n")  # an earlier run that died before its first checkpoint
+    with pytest.raises(RunDirError, match="no .*last.ckpt to resume from.*--start_over true"):
+        _fit(synthetic_dataset, root, 1, "--ckpt_path", "last")

@@ -115,14 +115,10 @@ def test_seeded_deterministic_runs_repeat(tmp_path, synthetic_dataset):
     assert losses[0] and losses[0] == losses[1]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT], ids=["SIGTERM", "SIGUSR1", "Ctrl-C"])
-def test_preempted_fit_resumes_to_the_same_end(tmp_path, synthetic_dataset, sig):
-    root, marker = tmp_path / "run", tmp_path / "paused"
-    epochs, per_epoch = 3, steps_per_epoch(synthetic_dataset)
-    pause_at = per_epoch + 1  # mid-way through the second epoch
-    args = [*run_args(synthetic_dataset, root, epochs=epochs), "--checkpoint.save_top_k", "-1"]
-    cmd = [sys.executable, "-m", "vidgn.cli", "fit", *args,
-           "--trainer.callbacks+=tests.helpers.PauseAtStep",
+def fit_until_signalled(args: list[str], pause_at: int, marker: Path, sig: int) -> str:
+    """`vidgn fit ARGS` in a subprocess, sent `sig` once it reaches global step `pause_at`; returns
+    its output after checking that it stopped without finishing."""
+    cmd = [sys.executable, "-m", "vidgn.cli", "fit", *args, "--trainer.callbacks+=tests.helpers.PauseAtStep",
            "--trainer.callbacks.step", str(pause_at), "--trainer.callbacks.marker", str(marker)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
@@ -133,6 +129,16 @@ def test_preempted_fit_resumes_to_the_same_end(tmp_path, synthetic_dataset, sig)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, out  # preempted, not finished
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT], ids=["SIGTERM", "SIGUSR1", "Ctrl-C"])
+def test_preempted_fit_resumes_to_the_same_end(tmp_path, synthetic_dataset, sig):
+    root, marker = tmp_path / "run", tmp_path / "paused"
+    epochs, per_epoch = 3, steps_per_epoch(synthetic_dataset)
+    pause_at = per_epoch + 1  # mid-way through the second epoch
+    args = [*run_args(synthetic_dataset, root, epochs=epochs), "--checkpoint.save_top_k", "-1"]
+    out = fit_until_signalled(args, pause_at, marker, sig)
     last = torch.load(root / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == pause_at, out
     before = {p.name for p in (root / "checkpoints").iterdir()}
@@ -161,18 +167,7 @@ def test_resumed_run_sees_exactly_the_clips_of_the_uninterrupted_one(tmp_path, s
 
     root, marker, got = tmp_path / "run", tmp_path / "paused", tmp_path / "got.jsonl"
     args = [*run_args(synthetic_dataset, root, epochs=epochs), *no_val, "--data.num_workers", "1"]
-    cmd = [sys.executable, "-m", "vidgn.cli", "fit", *args, *record(got),
-           "--trainer.callbacks+=tests.helpers.PauseAtStep",
-           "--trainer.callbacks.step", str(pause_at), "--trainer.callbacks.marker", str(marker)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "the run never reached the pause step"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0, out
+    fit_until_signalled([*args, *record(got)], pause_at, marker, signal.SIGTERM)
     run_lightning_cli(["fit", *args, *record(got), "--ckpt_path", "last"])
 
     expected = [json.loads(line) for line in ref.read_text().splitlines()]

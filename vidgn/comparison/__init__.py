@@ -88,9 +88,13 @@ def _compare(args, grid, cells, seeds, sets, output_dir: Path) -> int:
                 print(f"{head}\nvidgn fit {' '.join(r.args)}\nvidgn test {' '.join(r.args)} --ckpt_path last")
         return 0
     from vidgn.comparison.report import build_report, write_report
-    from vidgn.comparison.runner import Outcome, fit_and_test, submit
+    from vidgn.comparison.runner import Outcome, check_config_key, fit_and_test, submit
 
     outcomes: dict[int, Outcome] = {i: Outcome("failed", r.error) for i, r in enumerate(runs) if r.error}
+    for i in first.values():  # runs of another config in these directories are not this grid's results
+        stale = check_config_key(runs[i], write=False)
+        if stale:
+            outcomes[i] = Outcome("failed", stale, stale=True)
     todo = sorted(set(first.values()))
     if not args.collect and args.launcher == "local":
         for n, i in enumerate(todo, 1):
@@ -142,6 +146,8 @@ def _result_line(run_dir: Path, outcome) -> str:
 def _cell_entry(worker, run, outcome, collect: bool) -> dict:
     """The report.json entry of `run`, whose results come from `worker` (itself, or an identical cell)."""
     s = _summary(worker.run_dir)
+    if outcome is not None and outcome.stale:
+        s = None  # a run of another config: its numbers are not this cell's
     if s is not None:
         status, error = "done", None
     elif outcome is not None:

@@ -119,6 +119,13 @@ def load_grid(path: str | Path) -> Grid:
                 raise GridError(f"grid file {path}: axes.{axis}.{label} must be {{dotted.key: value}} or a list of "
                                 f"config files, got {spec!r}")
             clean[str(axis)][str(label)] = spec
+    names: dict[str, tuple] = {}
+    for combo in itertools.product(*(list(v) for v in clean.values())):
+        name = "-".join(combo)
+        if name in names:
+            raise GridError(f"grid file {path}: cells {names[name]} and {combo} would both be named {name!r} "
+                            "(labels are joined with '-'): rename a label")
+        names[name] = combo
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise GridError(f"grid file {path}: `seeds` must be a non-empty list of integers, got {seeds!r}")

@@ -63,8 +63,11 @@ def plan_emulation(gpus: int, clips: int, devices: int, norm: str | None,
         if accumulate is None:
             raise GridError(f"no micro-batch of at most {max_clips_per_device} clips holds whole BN groups of "
                             f"{clips} clips; raise --max-clips-per-device")
-    return Emulation(gpus, clips, devices, per // accumulate, accumulate,
-                     clips if batch_norm and clips < per // accumulate else None)
+    micro = per // accumulate
+    if batch_norm and micro % clips:
+        raise GridError(f"{gpus} GPUs x {clips} clips on {devices} devices: {micro} clips per process cannot hold "
+                        f"whole BN groups of {clips} clips; use fewer devices (--devices)")
+    return Emulation(gpus, clips, devices, micro, accumulate, clips if batch_norm and clips < micro else None)
 
 
 def cli_value(value: Any) -> str:

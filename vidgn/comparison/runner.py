@@ -27,6 +27,7 @@ class Outcome:
     status: str  # done | failed | missing
     error: str | None = None
     seconds: float = 0.0
+    stale: bool = False  # the run directory holds a run of another config: its results are not this cell's
 
 
 def run_command(args: list[str], log_path: Path) -> int:
@@ -36,8 +37,13 @@ def run_command(args: list[str], log_path: Path) -> int:
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ vidgn {' '.join(args)}\n")
         log.flush()
-        return subprocess.run([sys.executable, "-m", "vidgn.cli", *args], stdout=log, stderr=subprocess.STDOUT,
-                              env=env).returncode
+        proc = subprocess.Popen([sys.executable, "-m", "vidgn.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+                                env=env)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # the child got the Ctrl-C too: let it save last.ckpt and stop
+            proc.wait()
+            raise
 
 
 def last_error(log_path: Path) -> str:
@@ -47,17 +53,43 @@ def last_error(log_path: Path) -> str:
     return (errors or lines or ["(empty log)"])[-1][:500]
 
 
+KEY_FILE = "compare_config_key.txt"
+
+
+def check_config_key(run: Run, write: bool = True) -> str | None:
+    """Tie the run directory to the cell's resolved config: a finished or interrupted run of another
+    config (an earlier --set, an edited grid) is never reported or resumed as this cell."""
+    path = run.run_dir / KEY_FILE
+    if path.is_file() and path.read_text().strip() != run.config_key:
+        return (f"{run.run_dir} holds a run of another config (the grid or --set changed since it ran): use another "
+                "--output-dir, or move that run away")
+    if write:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(run.config_key + "\n")
+    return None
+
+
+def fit_args(run: Run) -> list[str]:
+    """`fit` arguments that resume an interrupted run and move a failed first attempt aside."""
+    from vidgn.training.runs import earlier_run_files
+
+    fit = ["fit", *run.args]
+    if (run.run_dir / "checkpoints" / "last.ckpt").is_file():
+        return fit + ["--ckpt_path", "last"]  # interrupted (or fitted, not tested): resume; a no-op when done
+    if earlier_run_files(run.run_dir):
+        return fit + ["--start_over", "true"]  # failed before its first checkpoint: moved aside, not deleted
+    return fit
+
+
 def fit_and_test(run: Run) -> Outcome:
     """Fit (or resume, or skip if finished) and test one run, in this process's child processes."""
     start = time.monotonic()
+    stale = check_config_key(run)
+    if stale:
+        return Outcome("failed", stale, stale=True)
     if (run.run_dir / "test_summary.json").is_file():
         return Outcome("done")
-    fit = ["fit", *run.args]
-    if (run.run_dir / "checkpoints" / "last.ckpt").is_file():
-        fit += ["--ckpt_path", "last"]  # interrupted (or fitted, not tested): resume; a no-op when done
-    elif (run.run_dir / "metrics.csv").is_file():
-        fit += ["--start_over", "true"]  # failed before its first checkpoint: moved aside, not deleted
-    if run_command(fit, run.run_dir / "fit.log") != 0:
+    if run_command(fit_args(run), run.run_dir / "fit.log") != 0:
         return Outcome("failed", f"fit: {last_error(run.run_dir / 'fit.log')}", time.monotonic() - start)
     rc = run_command(["test", *run.args, "--ckpt_path", "last"], run.run_dir / "test.log")
     if rc not in (0, EXIT_PARTIAL):
@@ -80,11 +112,11 @@ class SubmititCell:
 
         run = self.run
         start = time.monotonic()
+        stale = check_config_key(run)
+        if stale:
+            return Outcome("failed", stale, stale=True)
         if not (run.run_dir / "test_summary.json").is_file():
-            fit = ["fit", *run.args]
-            if (run.run_dir / "checkpoints" / "last.ckpt").is_file():
-                fit += ["--ckpt_path", "last"]
-            if main(fit) != 0:
+            if main(fit_args(run)) != 0:
                 return Outcome("failed", "fit failed: see the job's log", time.monotonic() - start)
             if main(["test", *run.args, "--ckpt_path", "last"]) not in (0, EXIT_PARTIAL):
                 return Outcome("failed", "test failed: see the job's log", time.monotonic() - start)

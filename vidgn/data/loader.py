@@ -152,8 +152,8 @@ class _Batches:
 
 def _item_seed(base: int, epoch: int, position: int) -> int:
     """A seed for one item's random choices from (loader seed, epoch, position in the epoch)."""
-    return int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(
-        (base * 1_000_003 + epoch) * 1_000_003 + position)).item())
+    key = ((base * 1_000_003 + epoch) * 1_000_003 + position) % 2**63  # manual_seed takes < 2**64
+    return int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(key)).item())
 
 
 def _death_reason(exitcode: int | None) -> str:
@@ -208,8 +208,11 @@ class CrashSafeLoader(DataLoader):
             sampler.set_epoch(epoch)
             batches = [list(b) for b in self.batch_sampler]
         base = self.generator.initial_seed() if self.generator is not None else 0
-        seeded = [[(int(i), _item_seed(base, epoch, k * len(b) + j)) for j, i in enumerate(b)]
-                  for k, b in enumerate(batches)]
+        starts = [0]
+        for b in batches:
+            starts.append(starts[-1] + len(b))  # positions in the epoch, short last batch included
+        seeded = [[(int(i), _item_seed(base, epoch, start + j)) for j, i in enumerate(b)]
+                  for start, b in zip(starts, batches)]
         self.__dict__["_vidgn_position"] = {"epoch": epoch, "batches_done": done}
         return seeded, done
 

@@ -194,8 +194,8 @@ class PreemptionCheckpoint(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()  # Lightning calls no teardown hook after an exception
-        if not isinstance(exception, SIGTERMException):
-            return
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
+            return  # a stopped test/validate/predict has no training state to save (and must not clobber it)
         path = Path(_checkpoint_dir(trainer)) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
         trainer.save_checkpoint(path)
         log.warning("stopped at global step %d: saved %s; resume with --ckpt_path last", trainer.global_step, path)

@@ -53,6 +53,8 @@ class VidgnCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch:03d}-top1_{val/top1:.2f}",
                 "checkpoint.auto_insert_metric_name": False,
+                # last.ckpt is always this run's newest state (never a last-v1.ckpt beside a stale one)
+                "checkpoint.enable_version_counter": False,
             }
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")

@@ -58,9 +58,11 @@ def check_run_dir(config: Any) -> None:
     if not earlier:
         return
     ckpt = config.get("ckpt_path")
-    resuming = ckpt == "last" or (ckpt is not None and Path(ckpt).resolve().parent == checkpoint_dir(config).resolve())
-    if resuming:
-        return
+    last = checkpoint_dir(config) / LAST
+    if ckpt == "last" and last.is_file():
+        return  # resuming this run
+    if ckpt not in (None, "last") and Path(ckpt).resolve().parent == checkpoint_dir(config).resolve():
+        return  # resuming from one of its own checkpoints
     if config.get("start_over"):
         aside = root / time.strftime("replaced-%Y%m%d-%H%M%S")
         aside.mkdir()
@@ -72,10 +74,12 @@ def check_run_dir(config: Any) -> None:
         log.warning("--start_over: moved the earlier run in %s to %s", root, aside)
         return
     shown = ", ".join(str(p.relative_to(root)) for p in earlier[:4]) + (" ..." if len(earlier) > 4 else "")
+    resume = ("Resume it with --ckpt_path last, pick" if last.is_file()
+              else f"It has no {last} to resume from (--ckpt_path last would start a second run in it). Pick")
     raise RunDirError(
-        f"run directory {root} already holds a run ({shown}). Resume it with --ckpt_path last, pick a new "
-        "--trainer.default_root_dir, or start afresh there with --start_over true (the earlier files are "
-        "moved into a replaced-<time>/ folder, not deleted).")
+        f"run directory {root} already holds a run ({shown}). {resume} a new --trainer.default_root_dir, or "
+        "start afresh there with --start_over true (the earlier files are moved into a replaced-<time>/ "
+        "folder, not deleted).")
 
 
 def resolve_checkpoint(config: Any, subcommand: str) -> Path:
@@ -114,7 +118,7 @@ def best_checkpoint(last: Path) -> Path | None:
     for key, value in (state.get("callbacks") or {}).items():
         if "Checkpoint" in str(key) and isinstance(value, dict) and value.get("best_model_path"):
             best = Path(value["best_model_path"])
-            return best if best.is_absolute() else last.parent / best.name
+            return best if best.is_file() else last.parent / best.name  # the run directory may have moved
     return None
 
 
