@@ -148,6 +148,9 @@ def test_partial_evaluation_finishes_but_says_so_and_fails(tmp_path, synthetic_d
     assert summary["complete"] is False and summary["max_bad_fraction"] == 0.1
     assert summary["num_videos"] == 8 and summary["num_videos_left_out"] == 2
     assert "PARTIAL RESULT: 2 of 10 videos" in capsys.readouterr().err
+    # `vidgn validate` is an evaluation too
+    assert main(["validate", *args, "--data.val_list", str(test_list)]) == EXIT_INCOMPLETE
+    assert "PARTIAL RESULT" in capsys.readouterr().err
     # within the limit: a normal result
     assert main(["test", *args[:-2], "--data.max_bad_fraction", "0.2", "--ckpt_path", "last"]) == 0
     assert json.loads((root / "test_summary.json").read_text())["complete"] is True

@@ -184,6 +184,13 @@ class VideoClassifier(L.LightningModule):
                 f"{datamodule.lists['val']} --data-root {datamodule.data_root}`.")
         if datamodule is not None and hasattr(datamodule, "bad_count"):
             self.log("val/num_left_out", float(datamodule.bad_count("val")), reduce_fx="sum", sync_dist=True)
+            if self.trainer.state.fn == "validate":  # `vidgn validate` is an evaluation: partial results say so
+                left, total = datamodule.bad_count("val") * self.trainer.world_size, len(datamodule.entries("val"))
+                if left > datamodule.max_bad_fraction * total:
+                    self.incomplete_evaluation = True
+                    print(f"\n*** PARTIAL RESULT: about {left} of {total} videos of {datamodule.lists['val']} were "
+                          f"left out (more than data.max_bad_fraction={datamodule.max_bad_fraction}). ***\n",
+                          file=sys.stderr, flush=True)
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
