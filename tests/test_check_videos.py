@@ -161,3 +161,160 @@ def test_a_crash_rechecks_only_the_videos_in_flight(crash_then_good, monkeypatch
     # shared pool for the rest: not one pool per remaining video.
     assert len(pools) <= 2 + 2 * workers, pools
     assert pools.count(workers) <= 2, pools
+
+
+# --- Scale: results written as each video finishes, resume after a kill, progress with an ETA ---
+
+import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vidgn.tools.check_videos import Progress, check_videos
+
+
+@pytest.fixture(scope="module")
+def long_list(videos, synthetic_dataset, tmp_path_factory):
+    """A list of 40 good videos (the synthetic ones, each under two names) with the bad files of
+    `videos` spread through it: long enough that a check can be killed half-way."""
+    root, _, bad = videos
+    entries = parse_list(synthetic_dataset.train_list, synthetic_dataset.root) + \
+        parse_list(synthetic_dataset.val_list, synthetic_dataset.root)
+    rels = []
+    for copy in range(2):
+        for i, e in enumerate(entries):
+            rel = f"many/{copy}/clip {i:02d}{os.path.splitext(e.path)[1]}"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(resolve(e, synthetic_dataset.root), root / rel)
+            rels.append(rel)
+    bad_rels = list(bad)
+    for k, rel in enumerate(bad_rels):
+        rels.insert(5 + 7 * k, rel)
+    lst = tmp_path_factory.mktemp("long_list") / "list.txt"
+    lst.write_text("".join(f"{rel} {i % 3}\n" for i, rel in enumerate(rels)))
+    return root, lst, len(rels)
+
+
+def _data_lines(results_file: Path) -> list[str]:
+    return results_file.read_text().splitlines()[2:]  # after the check's header and the columns
+
+
+def _run_quiet(argv, capsys):
+    status = main(["check-videos", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_a_killed_check_resumes_and_ends_as_an_uninterrupted_one(long_list, tmp_path, capsys):
+    root, lst, total = long_list
+    full_results, killed_results = tmp_path / "full.tsv", tmp_path / "killed.tsv"
+    common = [str(lst), "--data-root", str(root), "--workers", "1"]
+    status, full_out, _ = _run_quiet(common + ["--results", str(full_results),
+                                               "--write-clean", str(tmp_path / "full.clean.txt")], capsys)
+    assert status == 1 and len(_data_lines(full_results)) == total
+
+    # The same check in a process of its own, SIGKILLed (with its workers) once a few videos are done.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vidgn.cli import main; sys.exit(main(sys.argv[1:]))",
+         "check-videos", *common, "--results", str(killed_results)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if killed_results.exists() and len(_data_lines(killed_results)) >= 3:
+            break
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(_data_lines(killed_results))
+    assert 3 <= done_before < total, done_before
+    with open(killed_results, "a") as f:  # a record cut short by the kill, as a kill mid-write leaves
+        f.write(f"{root / 'many/0/clip 00.mp4'}\tunrea")
+
+    status, out, err = _run_quiet(common + ["--results", str(killed_results),
+                                            "--write-clean", str(tmp_path / "resumed.clean.txt")], capsys)
+    assert status == 1
+    assert f"{done_before} of {total} videos already checked, {total - done_before} to check" in err
+    # Only the rest was checked: every video has exactly one record, the torn one dropped.
+    records = _data_lines(killed_results)
+    assert len(records) == total and len({r.split("\t")[0] for r in records}) == total
+    assert out.replace(str(killed_results), "R").replace("resumed.clean", "C") == \
+        full_out.replace(str(full_results), "R").replace("full.clean", "C")
+    assert (tmp_path / "resumed.clean.txt").read_text() == (tmp_path / "full.clean.txt").read_text()
+
+    # Run again when everything is checked: nothing decoded, the same report.
+    status, again, err = _run_quiet(common + ["--results", str(killed_results),
+                                              "--write-clean", str(tmp_path / "resumed.clean.txt")], capsys)
+    assert status == 1 and again == out and f"{total} of {total} videos already checked, 0 to check" in err
+
+
+def test_a_video_changed_since_its_check_is_checked_again(long_list, tmp_path, capsys):
+    root, lst, total = long_list
+    work = tmp_path / "root"
+    shutil.copytree(root, work)
+    results = tmp_path / "r.tsv"
+    argv = [str(lst), "--data-root", str(work), "--workers", "2", "--results", str(results)]
+    status, out, _ = _run_quiet(argv, capsys)
+    victim = work / "many/1/clip 03.mp4"
+    assert f"{victim}:" not in out
+    victim.write_bytes(b"\x00" * 100)  # replaced by a broken download after the check
+    status, out, err = _run_quiet(argv, capsys)
+    assert f"{total - 1} of {total} videos already checked, 1 to check" in err
+    assert f"{victim}: " in out and "UNREADABLE" in out
+
+
+def test_a_results_file_of_another_list_is_refused(long_list, tmp_path, capsys):
+    root, lst, _ = long_list
+    results = tmp_path / "r.tsv"
+    other = tmp_path / "other.txt"
+    other.write_text(lst.read_text().splitlines()[0] + "\n")
+    status, _, _ = _run_quiet([str(other), "--data-root", str(root), "--results", str(results)], capsys)
+    before = results.read_text()
+    status, out, err = _run_quiet([str(lst), "--data-root", str(root), "--results", str(results)], capsys)
+    assert status == 2 and out == ""
+    assert f"{results}:1: these are the results of another check" in err and str(other.resolve()) in err
+    assert "--results" in err  # the fix
+    assert results.read_text() == before  # nothing lost, nothing mixed in
+
+    (tmp_path / "notes.tsv").write_text("path\tstatus\n")
+    status, _, err = _run_quiet([str(lst), "--data-root", str(root), "--results",
+                                 str(tmp_path / "notes.tsv")], capsys)
+    assert status == 2 and "not a check-videos results file" in err
+
+
+def test_progress_lines_give_done_total_rate_and_eta(long_list):
+    root, lst, total = long_list
+    paths = [str(resolve(e, root)) for e in parse_list(lst, root, check_files=False)][:6]
+    stream = io.StringIO()
+    progress = Progress(len(paths) + 4, already=4, stream=stream, interval=0.0)
+    seen = []
+    results = check_videos(paths, workers=2, progress=progress, on_result=lambda p, r: seen.append(p))
+    lines = stream.getvalue().splitlines()
+    assert sorted(seen) == sorted(results) == sorted(paths)
+    assert len(lines) == len(paths) + 1  # one per video (interval 0) and the final one
+    assert lines[0].startswith(f"checked 5/{len(paths) + 4} ") and "videos/s" in lines[0]
+    assert all(" ETA " in line for line in lines)
+    assert lines[-1].startswith(f"checked {len(paths) + 4}/{len(paths) + 4} (100.0%)")
+    assert " ETA 0:00:00 " in lines[-1]
+
+
+def test_ctrl_c_keeps_the_results_and_says_how_to_resume(long_list, tmp_path):
+    root, lst, total = long_list
+    results = tmp_path / "r.tsv"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vidgn.cli import main; sys.exit(main(sys.argv[1:]))",
+         "check-videos", str(lst), "--data-root", str(root), "--workers", "1", "--results", str(results)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and len(_data_lines(results)) >= 1:
+            break
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    done = len(_data_lines(results))
+    assert 1 <= done < total
+    assert f"interrupted: {done} of {total} videos checked, results kept in {results}" in err
+    assert "run the same command again" in err and "Traceback" not in err

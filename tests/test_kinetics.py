@@ -240,3 +240,147 @@ def test_existing_lists_are_kept_unless_overwrite(kinetics, tmp_path, capsys):
     assert set(after) == set(before)  # no temporary files left behind
     assert after["train.txt"] != before["train.txt"] and after["notes.txt"] == b"mine\n"
     assert read_classes(out / "classes.txt") == ["abseiling"]
+
+
+# --- Standard class lists, Kinetics-600/700 CSVs, the CVDF layout ---
+
+import random
+from pathlib import Path
+
+from vidgn.tools.kinetics import CLASS_LISTS_DIR, standard_classes
+
+STANDARD_SIZES = {"k400": 400, "k600": 600, "k700": 700}
+
+
+@pytest.mark.parametrize("dataset", sorted(STANDARD_SIZES))
+def test_shipped_class_lists_are_complete_distinct_and_in_index_order(dataset):
+    names = standard_classes(dataset)
+    assert len(names) == STANDARD_SIZES[dataset]
+    assert len({" ".join(n.split()).casefold() for n in names}) == len(names)  # distinct as matched
+    assert all(n == n.strip() and n for n in names)
+    assert names == sorted(names)  # the order every Kinetics codebase indexes them in
+    assert read_classes(CLASS_LISTS_DIR / f"kinetics{STANDARD_SIZES[dataset]}.txt") == names
+
+
+def _clip_source(synthetic_dataset):
+    return [resolve(e, synthetic_dataset.root)
+            for e in parse_list(synthetic_dataset.train_list, synthetic_dataset.root)]
+
+
+# The header of each version's CSVs: K400 has is_cc, K600 and K700(-2020) do not.
+HEADERS = {"k400": ["label", "youtube_id", "time_start", "time_end", "split", "is_cc"],
+           "k600": ["label", "youtube_id", "time_start", "time_end", "split"],
+           "k700": ["label", "youtube_id", "time_start", "time_end", "split"]}
+
+
+def _standard_csv(path, dataset, names, split="train"):
+    rows = [[name, f"id{i:09d}", 10, 20, split] + ([0] if dataset == "k400" else [])
+            for i, name in enumerate(names)]
+    return _write_csv(path, HEADERS[dataset], rows)
+
+
+@pytest.mark.parametrize("dataset", sorted(STANDARD_SIZES))
+def test_a_download_lacking_classes_keeps_the_standard_indices(dataset, synthetic_dataset, tmp_path, capsys):
+    standard = standard_classes(dataset)
+    rng = random.Random(dataset)
+    absent = sorted(rng.sample(standard, 3))  # no row in train.csv at all
+    present = [n for n in standard if n not in absent]
+    rng.shuffle(present)  # CSV order says nothing about indices
+    train_csv = _standard_csv(tmp_path / "train.csv", dataset, present)
+    # Only three clips were downloaded; their ids are those of the first three CSV rows.
+    videos = tmp_path / "videos"
+    for i, src in enumerate(_clip_source(synthetic_dataset)[:3]):
+        (videos / "train").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, videos / "train" / f"id{i:09d}_000010_000020.mp4")
+    out = tmp_path / "lists"
+    assert _run(["--data-root", str(videos), "--train-csv", str(train_csv), "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert read_classes(out / "classes.txt") == standard  # auto found the version; nothing re-indexed
+    assert {e.path: e.label for e in parse_list(out / "train.txt", videos)} == {
+        f"train/id{i:09d}_000010_000020.mp4": standard.index(present[i]) for i in range(3)}
+    assert f"{len(standard)} classes (the standard Kinetics-{STANDARD_SIZES[dataset]} list)" in report
+    assert f"3 of the {len(standard)} classes have no row in the train CSV" in report
+    assert all(repr(name) in report for name in absent)
+    assert f"{len(standard) - 6} classes have no train clip" in report
+
+
+def test_dataset_option_forces_or_refuses_a_standard_list(kinetics, tmp_path, capsys):
+    ann, videos, expected, _ = kinetics
+    base = ["--data-root", str(videos), "--train-csv", str(ann / "train.csv"),
+            "--val-csv", str(ann / "validate.csv")]
+    # 3 Kinetics-400 classes: auto keeps the CSV's classes (a subset) and says how to keep K400's.
+    assert _run(base + ["--out", str(tmp_path / "auto")]) == 0
+    report = capsys.readouterr().out
+    assert read_classes(tmp_path / "auto" / "classes.txt") == sorted(CLASSES)
+    assert "--dataset k400" in report
+    # --dataset k400: the standard 400, the labels their standard indices.
+    assert _run(base + ["--out", str(tmp_path / "k400"), "--dataset", "k400"]) == 0
+    k400 = standard_classes("k400")
+    assert read_classes(tmp_path / "k400" / "classes.txt") == k400
+    by_index = sorted(CLASSES)
+    for split in ("train", "val"):
+        got = {e.path: e.label for e in parse_list(tmp_path / "k400" / f"{split}.txt", videos)}
+        assert got == {p: k400.index(by_index[i]) for p, i in expected[split].items()}
+    # A class Kinetics-400 does not have: refused, naming the line and the fix; nothing written.
+    header, *val = _rows(ann / "validate.csv")
+    val[0][0] = "dabbing"  # a Kinetics-700 class
+    val_csv = _write_csv(tmp_path / "val700.csv", header, val)
+    assert _run(base[:4] + ["--val-csv", str(val_csv), "--out", str(tmp_path / "bad"),
+                            "--dataset", "k400"]) == 2
+    err = capsys.readouterr().err
+    assert f"{val_csv}:2: 'dabbing'" in err and "Kinetics-400 class list" in err and "--dataset" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def _cvdf_tree(root: Path, synthetic_dataset):
+    """A CVDF Kinetics-400 download (k400_downloader.sh + k400_extractor.sh): clips flat in
+    {train,val,test}/, CSVs in annotations/, and a replacement for one corrupted train clip."""
+    src = _clip_source(synthetic_dataset)
+    names = standard_classes("k400")
+    splits = {"train": names, "val": names[:5], "test": names[5:8]}
+    expected = {}
+    for split, labels in splits.items():
+        rows = [[name, f"{split[:2]}{i:09d}", 0, 10, split] + ([0] if split == "train" else [])
+                for i, name in enumerate(labels)]
+        header = HEADERS["k400"] if split == "train" else HEADERS["k400"][:5]
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        _write_csv(root / "annotations" / f"{split}.csv", header, rows)
+        (root / split).mkdir()
+        expected[split] = {}
+        for i in range(2):  # the first two clips of each split were downloaded
+            rel = f"{split}/{split[:2]}{i:09d}_000000_000010.mp4"
+            shutil.copy(src[i], root / rel)
+            expected[split][rel] = i if split == "train" else names.index(labels[i])
+    replacement = "replacement/replacement_for_corrupted_k400/tr000000001_000000_000010.mp4"
+    (root / replacement).parent.mkdir(parents=True)
+    shutil.copy(src[5], root / replacement)
+    expected["train"][replacement] = expected["train"].pop("train/tr000000001_000000_000010.mp4")
+    return expected
+
+
+def test_cvdf_layout_in_one_option(synthetic_dataset, tmp_path, capsys):
+    k400 = tmp_path / "k400"
+    expected = _cvdf_tree(k400, synthetic_dataset)
+    assert _run(["--cvdf-root", str(k400)]) == 0
+    report = capsys.readouterr().out
+    assert read_classes(k400 / "classes.txt") == standard_classes("k400")
+    for split in ("train", "val", "test"):
+        assert {e.path: e.label for e in parse_list(k400 / f"{split}.txt", k400)} == expected[split], split
+    assert "1 of them from replacement/" in report
+    assert "train: 2 of 400 annotated clips found" in report
+
+    # Without the annotations the scripts download: what is missing and what to do.
+    (k400 / "annotations" / "val.csv").unlink()
+    assert _run(["--cvdf-root", str(k400), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert str(k400 / "annotations" / "val.csv") in err and "--train-csv" in err
+    # An explicit option overrides what --cvdf-root implies (here: the val CSV kept elsewhere).
+    _write_csv(tmp_path / "my_val.csv", HEADERS["k400"][:5], [["abseiling", "va000000001", 0, 10, "val"]])
+    assert _run(["--cvdf-root", str(k400), "--val-csv", str(tmp_path / "my_val.csv"),
+                 "--out", str(tmp_path / "lists")]) == 0
+    assert [e.label for e in parse_list(tmp_path / "lists" / "val.txt", k400)] == [0]
+
+
+def test_neither_cvdf_root_nor_data_root_is_a_usage_error(tmp_path, capsys):
+    assert _run(["--train-csv", str(tmp_path / "train.csv")]) == 2
+    assert "--cvdf-root" in capsys.readouterr().err

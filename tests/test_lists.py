@@ -261,3 +261,19 @@ def test_multi_label_line_is_not_supported(root, line, check_files):
 def test_path_ending_in_numbers_is_not_taken_for_multi_label(root):
     (root / "zumba" / "take 1").write_bytes(b"")  # a real file whose name ends in a number
     assert _pairs(_parse(root, "zumba/take 1 2\n")) == [("zumba/take 1", 2)]
+
+
+def test_class_names_sharing_their_last_word_longest_match_wins(tmp_path):
+    # parse_list looks names up by the line's last word; the longest name that ends the line after a
+    # separator must still win, a name glued to the path ("xa b c") must fall back to a shorter
+    # one, and tabs count as separators like spaces.
+    classes = ["c", "b c", "a b c", "zumba"]
+    (tmp_path / "classes.txt").write_text("\n".join(classes) + "\n")
+    entries = _parse(tmp_path, "v1.mp4 a b c\n"
+                               "a b.mp4 b c\n"
+                               "a b c.mp4\tb c\n"
+                               "v3.mp4 xa b c\n"
+                               "v4.mp4 c\n"
+                               "v5 c.mp4 zumba\n", check_files=False)
+    assert _pairs(entries) == [("v1.mp4", 2), ("a b.mp4", 1), ("a b c.mp4", 1), ("v3.mp4 xa", 1),
+                               ("v4.mp4", 0), ("v5 c.mp4", 3)]

@@ -42,6 +42,8 @@ from typing import Iterable
 MAX_SHOWN = 5
 CLASSES_FILENAME = "classes.txt"
 _INT_RE = re.compile(r"^[+-]?\d+$")
+# Everything up to and including the last separator (greedy, so the LAST one); see _last_word.
+_UP_TO_LAST_SEP_RE = re.compile(r".*[\s,]", re.DOTALL)
 # `path 3 7 12`: two or more integer fields at the end of a line (MMAction2's multi-label lists).
 _MULTI_RE = re.compile(r"^(.*?[^\s,])((?:[\s,]+[+-]?\d+){2,})[\s,]*$")
 # Extensions that mark the end of a video path, to split `path label` when the label is unknown.
@@ -192,19 +194,42 @@ def _label_index(text: str, class_index: dict[str, int] | None, num_classes: int
     return None
 
 
-def _split_line(raw: str, class_index, num_classes, spaced_names: list[str]):
+def _last_word(text: str) -> str:
+    """What follows the last separator (whitespace or comma) of `text`; all of it if it has none."""
+    m = _UP_TO_LAST_SEP_RE.match(text)
+    return text[m.end():] if m else text
+
+
+def _spaced_names_by_last_word(classes: list[str] | None) -> dict[str, list[str]]:
+    """{last word: the class names with a separator that end in it, longest first}.
+
+    A line can end with such a name only if the line's own last word is the name's last word (the
+    name holds a separator, so the line's last separator lies inside it), so `_split_line` tries a
+    handful of names per line instead of all of them: parsing 240k Kinetics lines took 4-8 s with
+    the scan, 1-2.7 s with the index (issue 11; figures in the benchmarks docs).
+    """
+    spaced = sorted((n for n in (classes or []) if any(c.isspace() or c == "," for c in n)),
+                    key=len, reverse=True)
+    index: dict[str, list[str]] = {}
+    for name in spaced:  # stable: longest first, ties in classes.txt order, as the scan tried them
+        index.setdefault(_last_word(name), []).append(name)
+    return index
+
+
+def _split_line(raw: str, class_index, num_classes, spaced_names: dict[str, list[str]]):
     """(path, label_text, label_index or None) for one stripped, non-comment line.
 
     Tries, in order: the last comma; a class name containing spaces at the end of the line; the last
     whitespace run. The first split whose label is valid wins; if none is valid, the most plausible
     split is returned with index None so that the caller can report it (or treat the line as an
-    unlabeled path).
+    unlabeled path). `spaced_names` is `_spaced_names_by_last_word(classes)`.
     """
     candidates = []
     if "," in raw:
         p, _, lab = raw.rpartition(",")
         candidates.append((p, lab))
-    for name in spaced_names:  # longest first, so "a b c" wins over "b c"
+    # Longest first, so "a b c" wins over "b c".
+    for name in spaced_names.get(_last_word(raw), ()) if spaced_names else ():
         if raw.endswith(name):
             head = raw[: -len(name)]
             if head and (head[-1].isspace() or head[-1] == ","):
@@ -260,8 +285,7 @@ def parse_list(
             classes_source = str(found)
     class_index = {name: i for i, name in enumerate(classes)} if classes is not None else None
     num_classes = len(classes) if classes is not None else None
-    spaced = sorted((n for n in (classes or []) if any(c.isspace() or c == "," for c in n)),
-                    key=len, reverse=True)
+    spaced = _spaced_names_by_last_word(classes)
 
     entries: list[VideoEntry] = []
     bad_labels: list[str] = []

@@ -1,4 +1,4 @@
-"""`vidgn prepare-kinetics`: official Kinetics-400 annotation CSVs + downloaded clips -> list files.
+"""`vidgn prepare-kinetics`: official Kinetics-400/600/700 annotation CSVs + downloaded clips -> list files.
 
 Inputs
 * annotation CSVs with a header row: `label,youtube_id,time_start,time_end,split[,is_cc]`
@@ -7,7 +7,13 @@ Inputs
   `{youtube_id}_{time_start:06d}_{time_end:06d}.{mp4,webm,mkv}` (the trimmed-clip name used by the
   common downloaders) or plainly `{youtube_id}.{ext}`.
 
-Outputs (in `--out`, default the data root): `classes.txt` (the train split's class names, sorted:
+The CVDF download (github.com/cvdfoundation/kinetics-dataset: `k400/{train,val,test}/*.mp4`,
+`k400/annotations/{train,val,test}.csv`, `k400/replacement/replacement_for_corrupted_k400/*.mp4`;
+`k700-2020/...` alike) is one option: `--cvdf-root k400` (the replacement clips are used in place of
+the corrupted originals).
+
+Outputs (in `--out`, default the data root): `classes.txt` (the standard Kinetics-400/600/700 class
+list shipped in `kinetics_classes/`, or with `--dataset csv` the train split's class names, sorted:
 the standard Kinetics index order), `train.txt`, `val.txt` and, if a test CSV is given, `test.txt`
 (lines `path label`, paths relative to the data root, labels class indices; unlabeled test clips get
 only a path), and `missing.csv`: the annotated clips that were not found, in the official CSV format
@@ -19,6 +25,12 @@ whitespace collapsed to one space, and matched across splits ignoring case, so `
 validate.csv is train's `abseiling` (the name written is train's spelling, case kept). A val/test
 class that train does not have is an error naming the CSV line: it would add a class and shift every
 class index after it.
+
+With a standard class list (`--dataset k400|k600|k700`, or `auto`: the smallest shipped list that
+holds every train class, when the train CSV has at least 90% of its classes), `classes.txt` is that
+list, spelled as shipped: a train CSV or a download that lacks some classes keeps the standard
+indices, and the classes without train rows or without any train clip found are listed. A class
+that is not in the list (in any CSV) is an error naming the line.
 
 Nothing is written unless everything succeeded: the outputs are written to temporary files in the
 output folder and renamed into place at the end. Existing outputs are replaced only with
@@ -44,9 +56,21 @@ VIDEO_EXTS = (".mp4", ".webm", ".mkv")  # preference order when one clip exists 
 _CLIP_RE = re.compile(r"^(?P<id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
 REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end")
 MAX_SHOWN = 5  # offending CSV lines quoted in an error; the total is always given
+MAX_CLASSES_SHOWN = 30  # classes without train clips named in the report (all are in missing.csv)
 
 
 MISSING_FILENAME = "missing.csv"
+CLASS_LISTS_DIR = Path(__file__).parent / "kinetics_classes"
+STANDARD_LISTS = {"k400": "kinetics400.txt", "k600": "kinetics600.txt", "k700": "kinetics700.txt"}
+DATASET_NAMES = {"k400": "Kinetics-400", "k600": "Kinetics-600", "k700": "Kinetics-700"}
+# `--dataset auto` takes a standard list only when the train CSV has this share of its classes: a
+# download missing a few classes keeps the standard indices, while a deliberate subset (e.g.
+# Mini-Kinetics-200, half of Kinetics-400) gets its own compact classes.txt.
+AUTO_MIN_COVERAGE = 0.9
+# CVDF layout (cvdfoundation/kinetics-dataset k400_extractor.sh): clips per split folder, CSVs in
+# annotations/, and the replacements for ~1400 corrupted K400 train clips in this folder.
+CVDF_CSVS = {"train": "annotations/train.csv", "val": "annotations/val.csv", "test": "annotations/test.csv"}
+CVDF_REPLACEMENT_DIR = "replacement"
 
 
 class KineticsError(ValueError):
@@ -65,7 +89,10 @@ class SplitReport:
     found: int = 0
     unlabeled: int = 0  # found clips without a label: the list is for prediction only
     respelled: int = 0  # rows whose label differs from train's class name only by case/spacing
+    replaced: int = 0  # clips taken from the CVDF replacement folder instead of the split's copy
     missing_rows: list[dict] = field(default_factory=list)
+    found_per_class: Counter = field(default_factory=Counter)  # class index -> clips found
+    rows_per_class: Counter = field(default_factory=Counter)  # class index -> annotated clips
 
     @property
     def missing(self) -> int:
@@ -77,15 +104,19 @@ def index_videos(data_root: Path) -> tuple[dict[tuple[str, int, int], str], dict
 
     Returns (by_clip, by_id): `by_clip[(youtube_id, start, end)]` for trimmed-clip names and
     `by_id[youtube_id]` for plain `{youtube_id}.{ext}` names. Where a clip exists in several formats
-    the first of VIDEO_EXTS wins, so the result does not depend on directory order.
+    the first of VIDEO_EXTS wins, so the result does not depend on directory order; a clip under
+    the CVDF `replacement/` folder wins over any other copy (it replaces a corrupted original).
     """
     by_clip: dict[tuple[str, int, int], str] = {}
     by_id: dict[str, str] = {}
     rank = {ext: i for i, ext in enumerate(VIDEO_EXTS)}
 
+    def order(rel: str, ext: str):
+        return (not rel.startswith(CVDF_REPLACEMENT_DIR + "/"), rank[ext], rel)
+
     def put(table, key, rel, ext):
         old = table.get(key)
-        if old is None or (rank[ext], rel) < (rank[Path(old).suffix.lower()], old):
+        if old is None or order(rel, ext) < order(old, Path(old).suffix.lower()):
             table[key] = rel
 
     for dirpath, dirnames, filenames in os.walk(data_root, followlinks=True):
@@ -161,6 +192,44 @@ def train_classes(rows: list[dict]) -> dict[str, str]:
     return {key: counts.most_common(1)[0][0] for key, counts in spellings.items()}
 
 
+def standard_classes(dataset: str) -> list[str]:
+    """The shipped class list of `dataset` (k400, k600, k700), in index order."""
+    return (CLASS_LISTS_DIR / STANDARD_LISTS[dataset]).read_text(encoding="utf-8").splitlines()
+
+
+def choose_dataset(train_names: set[str], dataset: str) -> tuple[str, str | None]:
+    """(dataset, note): which class list to use for `--dataset` (auto resolved), and a note for
+    the user when auto falls back to the train CSV's names although they are all standard ones.
+
+    `train_names` are casefolded, normalised train labels.
+    """
+    if dataset != "auto":
+        return dataset, None
+    for name in sorted(STANDARD_LISTS, key=lambda d: len(standard_classes(d))):  # smallest first
+        standard = {c.casefold() for c in standard_classes(name)}
+        if train_names <= standard:
+            if len(train_names) >= AUTO_MIN_COVERAGE * len(standard):
+                return name, None
+            return "csv", (f"the train CSV's {len(train_names)} classes are all {DATASET_NAMES[name]} "
+                           f"classes but only {100 * len(train_names) / len(standard):.0f}% of them, so "
+                           f"classes.txt holds just these {len(train_names)} (new indices). If this is "
+                           f"{DATASET_NAMES[name]} with classes missing, pass --dataset {name} to keep "
+                           "the standard indices.")
+    return "csv", None
+
+
+def _not_standard_error(rows: list[tuple[Path, int, str]], dataset: str) -> KineticsError:
+    names = sorted({label for _, _, label in rows})
+    shown = "\n".join(f"  {path}:{line}: {label!r}" for path, line, label in rows[:MAX_SHOWN])
+    more = f"\n  ... and {len(rows) - MAX_SHOWN} more" if len(rows) > MAX_SHOWN else ""
+    return KineticsError(
+        f"{len(rows)} row(s) have a class that is not in the {DATASET_NAMES[dataset]} class list "
+        f"({CLASS_LISTS_DIR / STANDARD_LISTS[dataset]}; compared ignoring case and spacing): "
+        f"{', '.join(map(repr, names[:10]))}{' ...' if len(names) > 10 else ''}\n{shown}{more}\n"
+        f"Fix: pass the --dataset these CSVs are from (k400, k600, k700), or --dataset csv to take "
+        "the classes from the train CSV (a custom class set). Nothing was written.")
+
+
 def _unknown_classes_error(unknown: list[tuple[Path, int, str]], train_csv: Path) -> KineticsError:
     names = sorted({label for _, _, label in unknown})
     shown = "\n".join(f"  {path}:{line}: {label!r}" for path, line, label in unknown[:MAX_SHOWN])
@@ -174,14 +243,49 @@ def _unknown_classes_error(unknown: list[tuple[Path, int, str]], train_csv: Path
         "shift every class index after it. Nothing was written.")
 
 
+@dataclass
+class ClassesReport:
+    source: str  # "k400" / "k600" / "k700" (a shipped list) or "csv" (the train CSV's names)
+    note: str | None = None  # why auto did not take a standard list whose names these all are
+    without_rows: list[str] = field(default_factory=list)  # standard classes train.csv lacks
+    without_clips: list[str] = field(default_factory=list)  # classes with no train clip found
+
+
+def cvdf_inputs(cvdf_root, **given) -> dict:
+    """prepare_kinetics arguments for a CVDF download folder (`k400`, `k700-2020`): the clips and
+    the annotation CSVs in it (test only when its CSV is there), each replaced by the `given` one
+    that is not None. KineticsError when a train or val CSV it implies is not where the CVDF
+    scripts put it."""
+    root = Path(cvdf_root)
+    csvs = {f"{split}_csv": root / rel for split, rel in CVDF_CSVS.items()}
+    inputs = {"data_root": root, **csvs}
+    if not csvs["test_csv"].is_file():
+        inputs["test_csv"] = None
+    inputs.update({k: v for k, v in given.items() if v is not None})
+    absent = [str(csvs[k]) for k in ("train_csv", "val_csv")
+              if given.get(k) is None and not csvs[k].is_file()]
+    if absent:
+        raise KineticsError(
+            f"--cvdf-root {root}: {' and '.join(absent)} not found; a CVDF download "
+            "(cvdfoundation/kinetics-dataset, k400_downloader.sh) has annotations/train.csv and "
+            "annotations/val.csv there. Fix: point --cvdf-root at the folder holding train/, val/ and "
+            "annotations/ (e.g. k400), or give the CSV with --train-csv / --val-csv.")
+    return inputs
+
+
 def prepare_kinetics(data_root, *, train_csv, val_csv=None, test_csv=None, out_dir=None,
-                     overwrite: bool = False) -> tuple[list[str], list[SplitReport]]:
+                     overwrite: bool = False, dataset: str = "auto",
+                     classes_report: ClassesReport | None = None) -> tuple[list[str], list[SplitReport]]:
     """Write classes.txt, train/val(/test) lists and missing.csv; see the module docstring.
 
-    Returns the class names and one SplitReport per split. Raises KineticsError (nothing written)
-    for unusable inputs, for existing outputs without `overwrite`, and NoClipsError (nothing
-    written) when a split has annotated clips but none of them was found.
+    Returns the class names and one SplitReport per split; `classes_report`, when given, is filled
+    in (which class list, the classes without train rows or clips). Raises KineticsError (nothing
+    written) for unusable inputs, for existing outputs without `overwrite`, and NoClipsError
+    (nothing written) when a split has annotated clips but none of them was found.
     """
+    if dataset not in ("auto", "csv", *STANDARD_LISTS):
+        raise KineticsError(f"--dataset {dataset!r}: expected auto, csv, {', '.join(STANDARD_LISTS)}.")
+    classes_report = classes_report if classes_report is not None else ClassesReport("csv")
     data_root = Path(data_root)
     if not data_root.is_dir():
         raise KineticsError(f"--data-root {data_root} is not a folder; point it at the downloaded clips.")
@@ -201,15 +305,28 @@ def prepare_kinetics(data_root, *, train_csv, val_csv=None, test_csv=None, out_d
     annotations = {name: read_annotations(path, need_label=need) for name, path, need in splits}
     csv_of = {name: path for name, path, _ in splits}
 
-    # Classes: the train split's names, sorted (the index order every Kinetics codebase uses).
-    # Val/test labels must be train classes: a new one would shift every index after it.
-    canonical = train_classes(annotations["train"])
+    # Classes: a standard list (its order), or the train split's names, sorted (the index order
+    # every Kinetics codebase uses). Val/test labels must be classes of that list: a new one would
+    # shift every index after it.
+    from_train = train_classes(annotations["train"])
+    source, note = choose_dataset(set(from_train), dataset)
+    classes_report.source, classes_report.note = source, note
+    if source == "csv":
+        canonical = from_train
+        classes = sorted(canonical.values())
+    else:
+        classes = standard_classes(source)
+        canonical = {c.casefold(): c for c in classes}
+        outside = [(csv_of[name], r["line"], r["label"]) for name in csv_of for r in annotations[name]
+                   if r["label"] is not None and r["label"].casefold() not in canonical]
+        if outside:
+            raise _not_standard_error(outside, source)
+        classes_report.without_rows = [c for c in classes if c.casefold() not in from_train]
     unknown = [(csv_of[name], r["line"], r["label"]) for name in csv_of if name != "train"
                for r in annotations[name]
                if r["label"] is not None and r["label"].casefold() not in canonical]
     if unknown:
         raise _unknown_classes_error(unknown, csv_of["train"])
-    classes = sorted(canonical.values())
     class_index = {c: i for i, c in enumerate(classes)}
     by_clip, by_id = index_videos(data_root)
 
@@ -227,15 +344,22 @@ def prepare_kinetics(data_root, *, train_csv, val_csv=None, test_csv=None, out_d
             if label is not None:
                 label = canonical[label.casefold()]
                 report.respelled += label != r["raw_label"]
+                report.rows_per_class[class_index[label]] += 1
             rel = by_clip.get(key) or by_id.get(r["youtube_id"])
             if rel is None:
                 report.missing_rows.append({**r, "label": label, "split": r["split"] or name})
                 continue
             report.found += 1
+            report.replaced += rel.startswith(CVDF_REPLACEMENT_DIR + "/")
             rows.append((rel, class_index[label] if label is not None else None))
             report.unlabeled += label is None
+            if label is not None:
+                report.found_per_class[class_index[label]] += 1
         lists[name] = rows
         reports.append(report)
+    train_found = reports[0].found_per_class
+    classes_report.without_clips = [c for i, c in enumerate(classes)
+                                    if not train_found[i] and c not in classes_report.without_rows]
     empty = [r for r in reports if r.annotated and not r.found]
     if empty:
         raise NoClipsError(
@@ -294,10 +418,20 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "prepare-kinetics", help="Kinetics annotation CSVs + downloaded clips -> list files",
         description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", required=True, help="folder of downloaded clips (flat or per class)")
-    p.add_argument("--train-csv", required=True, help="official train.csv")
+    p.add_argument("--cvdf-root", metavar="DIR",
+                   help="a CVDF download (cvdfoundation/kinetics-dataset), e.g. k400 or k700-2020: "
+                        "clips in DIR/{train,val,test}, CSVs in DIR/annotations; the options below "
+                        "override what it implies")
+    p.add_argument("--data-root", help="folder of downloaded clips (flat or per class); required "
+                                       "without --cvdf-root")
+    p.add_argument("--train-csv", help="official train.csv; required without --cvdf-root")
     p.add_argument("--val-csv", help="official validate.csv")
     p.add_argument("--test-csv", help="official test.csv (a label column is optional)")
+    p.add_argument("--dataset", choices=["auto", "k400", "k600", "k700", "csv"], default="auto",
+                   help="class list: the standard Kinetics-400/600/700 one (indices fixed even when "
+                        "classes are missing), csv: the train CSV's classes, sorted; auto: the "
+                        "standard list holding every train class when the CSV has >= 90%% of it, "
+                        "else csv (default: auto)")
     p.add_argument("--out", help="where to write the lists (default: the data root)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing classes.txt/train.txt/val.txt/test.txt/missing.csv in --out "
@@ -306,10 +440,18 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cvdf_root is None and (args.data_root is None or args.train_csv is None):
+        print("vidgn prepare-kinetics: error: give --cvdf-root DIR (a CVDF download such as k400), or "
+              "--data-root and --train-csv", file=sys.stderr)
+        return 2
+    info = ClassesReport("csv")
     try:
-        classes, reports = prepare_kinetics(args.data_root, train_csv=args.train_csv,
-                                            val_csv=args.val_csv, test_csv=args.test_csv,
-                                            out_dir=args.out, overwrite=args.overwrite)
+        given = {key: getattr(args, key) for key in ("data_root", "train_csv", "val_csv", "test_csv")}
+        inputs = cvdf_inputs(args.cvdf_root, **given) if args.cvdf_root is not None else given
+        args.data_root = inputs["data_root"]
+        classes, reports = prepare_kinetics(inputs.pop("data_root"), **inputs, out_dir=args.out,
+                                            overwrite=args.overwrite, dataset=args.dataset,
+                                            classes_report=info)
     except NoClipsError as e:
         print(f"vidgn prepare-kinetics: error: {e}", file=sys.stderr)
         return 1
@@ -317,16 +459,36 @@ def run(args: argparse.Namespace) -> int:
         print(f"vidgn prepare-kinetics: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out or args.data_root)
-    print(f"{len(classes)} classes -> {out / CLASSES_FILENAME}")
+    if info.source == "csv":
+        print(f"{len(classes)} classes (the train CSV's) -> {out / CLASSES_FILENAME}")
+    else:
+        print(f"{len(classes)} classes (the standard {DATASET_NAMES[info.source]} list) -> "
+              f"{out / CLASSES_FILENAME}")
+    if info.note:
+        print(f"note: {info.note}")
+    if info.without_rows:
+        print(f"warning: {len(info.without_rows)} of the {len(classes)} classes have no row in the train "
+              f"CSV (their indices are kept, they have nothing to train on): "
+              f"{', '.join(map(repr, info.without_rows))}")
+    if info.without_clips:
+        # Shortened: a partial download can lack hundreds, and missing.csv has every missing clip.
+        shown = ", ".join(map(repr, info.without_clips[:MAX_CLASSES_SHOWN]))
+        more = len(info.without_clips) - MAX_CLASSES_SHOWN
+        print(f"warning: {len(info.without_clips)} classes have no train clip under the data root "
+              f"(their indices are kept; their clips are in {MISSING_FILENAME}): {shown}"
+              + (f" ... and {more} more" if more > 0 else ""))
     total_missing = 0
     for r in reports:
         pct = 100.0 * r.missing / r.annotated if r.annotated else 0.0
         print(f"{r.split:5s}: {r.found} of {r.annotated} annotated clips found, {r.missing} missing "
               f"({pct:.1f}%) -> {out / (r.split + '.txt')}")
         total_missing += r.missing
+        if r.replaced:
+            print(f"       {r.replaced} of them from {CVDF_REPLACEMENT_DIR}/ (CVDF's replacements for "
+                  "corrupted clips)")
         if r.respelled:
-            print(f"       {r.respelled} rows spell their class differently from train (case/spacing "
-                  "only): read as train's class")
+            print(f"       {r.respelled} rows spell their class differently from {CLASSES_FILENAME} "
+                  "(case/spacing only): read as that class")
         if r.unlabeled:
             print(f"       {r.unlabeled} of them have no label: use {out / (r.split + '.txt')} as "
                   "data.predict_list (`vidgn predict`), not as a test list")
