@@ -6,7 +6,9 @@ made once.
 
 Names (aliases: NORM_ALIASES):
   bn         BatchNorm3d over the process's own clips; with bn_clips=k, over groups of k clips.
-  gn         GroupNorm over (C/G, T, H, W); `groups` or `channels_per_group`.
+  gn         GroupNorm over (C/G, T, H, W); `groups` or `channels_per_group`. A GroupNorm3d: it keeps
+             channels_last_3d where torch's kernel would not (vidgn.models.group_norm); gn_native /
+             gn_cl force torch's kernel / the layout-keeping path (same layer and state dict).
   ln         GroupNorm with 1 group (GN paper, Sec. 3.1: LN = GN with G=1).
   in         GroupNorm with G=C (GN paper: IN = GN with G=C).
   sync_bn    nn.SyncBatchNorm (process groups: vidgn.training.distributed).
@@ -22,14 +24,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from vidgn.models.group_norm import GroupNorm3d, GroupNormImpl, grouped_moments, is_channels_last_3d
+
 NORM_ALIASES = {
     "bn": "bn", "batch_norm": "bn", "batchnorm": "bn",
-    "gn": "gn", "group_norm": "gn", "groupnorm": "gn",
+    "gn": "gn", "group_norm": "gn", "groupnorm": "gn", "gn_native": "gn", "gn_cl": "gn",
     "ln": "ln", "layer_norm": "ln", "layernorm": "ln",
     "in": "in", "instance_norm": "in", "instancenorm": "in",
     "sync_bn": "sync_bn", "syncbn": "sync_bn", "sync_batch_norm": "sync_bn",
     "frozen_bn": "frozen_bn", "frozenbn": "frozen_bn", "frozen_batch_norm": "frozen_bn",
 }
+# Names that pick a GroupNorm3d implementation (the layer, its maths and state dict are GN's, so they
+# canonicalise to "gn": checkpoints move freely between them). For benchmarks: `vidgn bench model`.
+GN_IMPL_NAMES: dict[str, GroupNormImpl] = {"gn_native": "native", "gn_cl": "channels_last"}
 # Norms whose statistics come from the batch (and so have population statistics to estimate).
 BATCH_NORMS = ("bn", "sync_bn", "frozen_bn")
 
@@ -45,6 +52,57 @@ def canonical_norm_name(name: str) -> str:
     return NORM_ALIASES[key]
 
 
+class _SubBatchNormChannelsLast(torch.autograd.Function):
+    """Training BN over groups of clips of a channels_last_3d (B, C, T, H, W) tensor, B = k * G,
+    group g = clips g, g+G, ...: the memory is (k, G, T*H*W, C), so the statistics are a reduction
+    over dims (0, 2) of a free view, and y = a * x + b keeps x's layout. Returns y and the (G*C,)
+    group means and biased variances (in `acc`). Backward: BN's closed form per (group, channel),
+    dX = a * dY + c2 * X + c3.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                groups: int, eps: float, acc: torch.dtype):
+        B, C = x.shape[:2]
+        G, k = groups, B // groups
+        xs = x.permute(0, 2, 3, 4, 1).view(k, G, -1, C)  # (k, G, T*H*W, C): the memory as it is
+        mean, var = grouped_moments(xs, dim=2, groups_dim=0, acc=acc)  # (G, C)
+        rstd = torch.rsqrt(var + eps)
+        a = rstd * weight.to(acc) if weight is not None else rstd  # (G, C): y = a * x + b
+        b = -mean * a + (bias.to(acc) if bias is not None else 0)
+        # (B, C, 1, 1, 1) coefficients, clip i*G + g taking group g's: the output keeps x's strides.
+        y = torch.addcmul(b.repeat(k, 1).view(B, C, 1, 1, 1), x, a.repeat(k, 1).view(B, C, 1, 1, 1))
+        ctx.save_for_backward(x, mean, rstd, weight)
+        ctx.groups, ctx.has_bias = G, bias is not None
+        ctx.mark_non_differentiable(mean, var)
+        return y.to(x.dtype), mean.view(-1), var.view(-1)
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor, _dmean, _dvar):
+        x, mean, rstd, weight = ctx.saved_tensors
+        B, C = x.shape[:2]
+        G, k = ctx.groups, B // ctx.groups
+        acc = mean.dtype
+        dy = dy.contiguous(memory_format=torch.channels_last_3d)  # a no-op when the layout was kept
+        xs = x.permute(0, 2, 3, 4, 1).view(k, G, -1, C)
+        dys = dy.permute(0, 2, 3, 4, 1).view(k, G, -1, C)
+        n = k * xs.shape[2]
+        db = dys.sum((0, 2), dtype=acc)  # (G, C): sum dY
+        dxhat = ((dys.to(acc) * xs.to(acc)).sum((0, 2)) - mean * db) * rstd  # (G, C): sum dY * xhat
+        dx = dw = dbias = None
+        if ctx.needs_input_grad[0]:
+            a = rstd * weight.to(acc) if weight is not None else rstd
+            c2 = -a * rstd * dxhat / n
+            c3 = -a * db / n - c2 * mean
+            dx = torch.addcmul(c3.repeat(k, 1).view(B, C, 1, 1, 1), x, c2.repeat(k, 1).view(B, C, 1, 1, 1))
+            dx = dx.addcmul_(dy, a.repeat(k, 1).view(B, C, 1, 1, 1)).to(x.dtype)
+        if weight is not None and ctx.needs_input_grad[1]:
+            dw = dxhat.sum(0).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            dbias = db.sum(0).to(weight.dtype if weight is not None else x.dtype)
+        return dx, dw, dbias, None, None, None
+
+
 class SubBatchNorm3d(nn.BatchNorm3d):
     """BatchNorm3d whose training statistics come from groups of `bn_clips` clips of the batch.
 
@@ -53,9 +111,11 @@ class SubBatchNorm3d(nn.BatchNorm3d):
     SubBatchNorm3d, but parameterised by clips per group, so it works for any batch size that is a
     multiple of bn_clips.
 
-    Grouping: with B = G * k clips, group g holds clips g, g+G, g+2G, ... This is a free `view`
-    of the (B, C, ...) tensor as (k, G*C, ...), so the native BN kernel does the work; which clips
-    share statistics is immaterial for a shuffled batch (tests map it onto DDP ranks the same way).
+    Grouping: with B = G * k clips, group g holds clips g, g+G, g+2G, ... In the standard layout
+    this is a free `view` of the (B, C, ...) tensor as (k, G*C, ...), so the native BN kernel does
+    the work; a channels_last_3d input is normalised on the free (k, G, T*H*W, C) view of its memory
+    instead and the output keeps that layout (same numbers). Which clips share statistics is
+    immaterial for a shuffled batch (tests map it onto DDP ranks the same way).
 
     Running statistics are merged over the groups at every step (law of total variance), so the
     buffers are exactly BatchNorm3d's: evaluation, checkpoints, inflation and precise BN see a
@@ -84,19 +144,26 @@ class SubBatchNorm3d(nn.BatchNorm3d):
                 "make the per-process batch size a multiple of bn_clips (and use drop_last=True)"
             )
         G = B // k
-        xg = x.reshape(k, G * C, *x.shape[2:])  # (k, G*C, T, H, W): channel block g = group g
-        # momentum=1 into scratch buffers hands back each group's batch mean and unbiased variance.
         # Statistics in the buffers' dtype (float32 under bf16/fp16 autocast, float64 for a .double() net).
         dt = self.running_mean.dtype if self.running_mean is not None else (
             torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype)
-        mean_g = torch.zeros(G * C, device=x.device, dtype=dt)
-        var_g = torch.ones(G * C, device=x.device, dtype=dt)
-        w = None if self.weight is None else self.weight.repeat(G)
-        b = None if self.bias is None else self.bias.repeat(G)
-        y = F.batch_norm(xg, mean_g, var_g, w, b, True, 1.0, self.eps)
+        n = x.numel() // (G * C)  # values per group and channel: k clips x T x H x W
+        if is_channels_last_3d(x):
+            # (k, G*C, ...) is no view of channels_last_3d memory (reshape would copy to the standard
+            # layout and hand back a standard-layout output): normalise on the (k, G, THW, C) view.
+            y, mean_g, var_g = _SubBatchNormChannelsLast.apply(x, self.weight, self.bias, G, self.eps, dt)
+            var_g = var_g * (n / max(n - 1, 1))  # unbiased, as F.batch_norm hands it back
+        else:
+            xg = x.reshape(k, G * C, *x.shape[2:])  # (k, G*C, T, H, W): channel block g = group g
+            # momentum=1 into scratch buffers hands back each group's batch mean and unbiased variance.
+            mean_g = torch.zeros(G * C, device=x.device, dtype=dt)
+            var_g = torch.ones(G * C, device=x.device, dtype=dt)
+            w = None if self.weight is None else self.weight.repeat(G)
+            b = None if self.bias is None else self.bias.repeat(G)
+            y = F.batch_norm(xg, mean_g, var_g, w, b, True, 1.0, self.eps).view_as(x)
         if self.track_running_stats:
-            self._update_running_stats(mean_g.view(G, C), var_g.view(G, C), n=xg.numel() // (G * C))
-        return y.view_as(x)
+            self._update_running_stats(mean_g.detach().view(G, C), var_g.detach().view(G, C), n=n)
+        return y
 
     @torch.no_grad()
     def _update_running_stats(self, mean_g: torch.Tensor, var_g: torch.Tensor, n: int) -> None:
@@ -135,7 +202,7 @@ class FrozenBatchNorm3d(nn.BatchNorm3d):
 
 
 def _group_norm(num_channels: int, *, groups: int | None, channels_per_group: int | None,
-                eps: float, kind: str) -> nn.GroupNorm:
+                eps: float, kind: str, impl: GroupNormImpl = "auto") -> GroupNorm3d:
     if kind == "ln":
         g = 1
     elif kind == "in":
@@ -154,7 +221,7 @@ def _group_norm(num_channels: int, *, groups: int | None, channels_per_group: in
                 f"to a divisor of {num_channels}, or set `channels_per_group` instead"
             )
         g = groups
-    return nn.GroupNorm(g, num_channels, eps=eps)
+    return GroupNorm3d(g, num_channels, eps=eps, impl=impl)
 
 
 def make_norm(
@@ -169,7 +236,8 @@ def make_norm(
     """Factory for the normalization layer; every call site is `norm(C)`.
 
     Args:
-        norm: bn, gn, ln, in, sync_bn or frozen_bn (aliases in the module docstring).
+        norm: bn, gn, ln, in, sync_bn or frozen_bn (aliases in the module docstring); gn_native /
+            gn_cl are gn with torch's kernel / the layout-keeping path forced (GroupNorm3d `impl`).
         groups: GN group count (GN paper default 32).
         channels_per_group: GN channels per group instead of a fixed group count.
         bn_clips: for `bn` only: statistics over groups of this many clips (SubBatchNorm3d);
@@ -193,7 +261,9 @@ def make_norm(
         return partial(FrozenBatchNorm3d, eps=eps, momentum=momentum)
     if kind == "sync_bn":
         return partial(nn.SyncBatchNorm, eps=eps, momentum=momentum)
-    return partial(_group_norm, groups=groups, channels_per_group=channels_per_group, eps=eps, kind=kind)
+    impl = GN_IMPL_NAMES.get(str(norm).strip().lower().replace("-", "_"), "auto")
+    return partial(_group_norm, groups=groups, channels_per_group=channels_per_group, eps=eps, kind=kind,
+                   impl=impl)
 
 
 # Every normalization module type (incl. SyncBN, FrozenBN and SubBN: all _BatchNorm subclasses).

@@ -73,7 +73,9 @@ class PreciseBN(L.Callback):
         batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
         if datamodule is not None:
             batch = datamodule.on_after_batch_transfer(batch, 0)
-        return batch["video"]  # (B, 3, T, H, W)
+        video = batch["video"]  # (B, 3, T, H, W)
+        # In the layout the network runs in, as VideoClassifier.forward does.
+        return pl_module.to_network_layout(video) if hasattr(pl_module, "to_network_layout") else video
 
 
 @torch.no_grad()

@@ -89,7 +89,8 @@ class VideoClassifier(L.LightningModule):
             warmup_fraction: fraction of training iterations with linear warm-up.
             warmup_start_factor: LR factor at the first warm-up step.
             label_smoothing: cross-entropy label smoothing.
-            channels_last: use the channels_last_3d memory format for the network and inputs.
+            channels_last: run the network and its inputs in the channels_last_3d memory format (the
+                collated batch's own layout: no copy from the loader to the first conv).
             compile: wrap the network with torch.compile.
             eval_output_dir: where `test`/`predict` write predictions and the JSON summary
                 (default: the trainer's log directory, i.e. the run directory).
@@ -130,9 +131,15 @@ class VideoClassifier(L.LightningModule):
             self.network.compile()
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W) -> (B, C)
-        if self.hparams.channels_last:
-            video = video.contiguous(memory_format=torch.channels_last_3d)
-        return self.network(video)
+        return self.network(self.to_network_layout(video))
+
+    def to_network_layout(self, video: torch.Tensor) -> torch.Tensor:
+        """The batch in the memory layout the network runs in: channels_last_3d with `channels_last`,
+        the standard layout otherwise. The collated batch, and so the normalised one, is already
+        channels_last_3d, so with `channels_last` this is free; without, it is the one copy that
+        `normalize` used to make."""
+        fmt = torch.channels_last_3d if self.hparams.channels_last else torch.contiguous_format
+        return video.contiguous(memory_format=fmt)  # (B, 3, T, H, W)
 
     # ---- training ----------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
