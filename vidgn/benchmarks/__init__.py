@@ -10,6 +10,9 @@ import importlib
 
 BENCHMARKS = {
     "data": "vidgn.benchmarks.data",
+    "model": "vidgn.benchmarks.model",
+    "fit": "vidgn.benchmarks.fit",
+    "decoders": "vidgn.benchmarks.decoders",
 }
 
 

@@ -19,14 +19,16 @@ and peak RSS (VmHWM), plus how much of it the loading added over the process aft
 setup (most of the rest is torch itself, shared between forked workers). The loaders take turns,
 `--chunk` clips at a time, one process running at a time, so that all of them see the same machine.
 
+Then the total a node delivers: vidgn's training DataLoader (VideoDataModule, as in training) with
+each worker count of `--workers` (default 1 and every core), in clips/s over all workers and per
+worker, measured, not the one-worker figure multiplied (vidgn.benchmarks.loading.node_throughput).
+
 Videos: `--data-root/--list`, or a config's `data:` section (`--config`), or else 340x256 H.264
 videos of 10 s made with `make_synthetic` into `--cache-dir` (reused when already there).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -44,58 +46,6 @@ def _rss_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
-
-
-def _pytorchvideo_loader(entries, root, clip_spec, threads, mean, std):
-    """Iterator of pytorchvideo clips doing the same job as vidgn's training transform."""
-    import math
-    import random
-
-    import decord
-    import torch
-    from pytorchvideo.data import LabeledVideoDataset
-    from pytorchvideo.data.clip_sampling import RandomClipSampler
-    from pytorchvideo.data.encoded_video_decord import EncodedVideoDecord
-
-    from vidgn.data.lists import resolve
-
-    # Same decoder threads as vidgn: replace the default num_threads=0 ("auto", one per core).
-    d = list(EncodedVideoDecord.__init__.__defaults__)
-    d[-2] = threads  # (video_name, decode_audio, sample_rate, mono, width, height, num_threads, fault_tol)
-    EncodedVideoDecord.__init__.__defaults__ = tuple(d)
-    fps = decord.VideoReader(str(resolve(entries[0], root)), num_threads=1).get_avg_fps()
-    m = torch.tensor(mean).view(3, 1, 1, 1)
-    sd = torch.tensor(std).view(3, 1, 1, 1)
-    t, s, crop = clip_spec.num_frames, clip_spec.sampling_rate, clip_spec.train_crop
-    lo, hi = clip_spec.train_short_side
-
-    def transform(sample: dict) -> dict:
-        # pytorchvideo's recipe: UniformTemporalSubsample(T), x/255, Normalize, RandomShortSideScale,
-        # RandomCrop, RandomHorizontalFlip, on float (C, T, H, W).
-        x = sample["video"]
-        idx = torch.linspace(0, x.shape[1] - 1, t).clamp(0, x.shape[1] - 1).long()
-        x = x.index_select(1, idx) / 255.0
-        x = (x - m) / sd
-        size = random.randint(lo, hi)
-        h, w = x.shape[-2:]
-        new_h, new_w = (size, int(math.floor(w / h * size))) if h <= w else (int(math.floor(h / w * size)), size)
-        x = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
-        i, j = random.randint(0, new_h - crop), random.randint(0, new_w - crop)
-        x = x[..., i:i + crop, j:j + crop]
-        if random.random() < 0.5:
-            x = x.flip(-1)
-        sample["video"] = x
-        return sample
-
-    ds = LabeledVideoDataset([(str(resolve(e, root)), {"label": e.label}) for e in entries],
-                             RandomClipSampler(t * s / fps), transform=transform, decode_audio=False,
-                             decoder="decord")
-    def forever():  # LabeledVideoDataset stops after one pass over its video sampler
-        while True:
-            for item in ds:
-                yield item["video"]
-
-    return forever()
 
 
 def _loader(job: dict):
@@ -128,7 +78,9 @@ def _loader(job: dict):
             idx = ds.frame_indices(len(reader), reader.get_avg_fps(), 0, g)
             return reader.get_batch(idx.tolist())
     elif method == "pytorchvideo":
-        it = _pytorchvideo_loader(entries, job["root"], clip_spec, job["threads"], job["mean"], job["std"])
+        from vidgn.benchmarks.pytorchvideo_ref import pytorchvideo_loader
+
+        it = pytorchvideo_loader(entries, job["root"], clip_spec, job["threads"], job["mean"], job["std"])
 
         def clip(k):
             return next(it)
@@ -276,6 +228,14 @@ def _parse_clip(text: str) -> tuple[int, int]:
 
 
 def bench_data(args) -> list[dict]:
+    """Per-worker figures of every loader (the `results` of the JSON)."""
+    return _bench(args)[0]
+
+
+def _bench(args) -> tuple[list[dict], list[dict]]:
+    """(per-worker rows of every loader, total clips/s of vidgn's training loader per worker count)."""
+    from vidgn.benchmarks.common import parse_list
+    from vidgn.benchmarks.loading import node_throughput
     from vidgn.data.clip import ClipSpec  # torch: not at import, so that `vidgn --help` stays light
 
     data = _load_config(args.config) if args.config else {}
@@ -299,7 +259,7 @@ def bench_data(args) -> list[dict]:
           flush=True)
     clips = args.clip or ["32x2", "64x1"]
     methods = [m for m in METHODS if m not in (args.skip or [])]
-    results = []
+    results, node = [], []
     for text in clips:
         t, s = _parse_clip(text)
         clip_spec = ClipSpec(num_frames=t, sampling_rate=s, train_short_side=short_side, train_crop=crop)
@@ -315,7 +275,14 @@ def bench_data(args) -> list[dict]:
                 print(f"{r['clip']:>5} {r['method']:<13} {r['clips_per_s']:7.2f} clips/s  {r['cpu_ms_per_clip']:7.1f} "
                       f"CPU ms/clip  peak RSS {r['peak_rss_mb']:6.0f} MB "
                       f"(+{r['growth_mb']:.0f} MB over imports)", flush=True)
-    return results
+        for n in parse_list(args.workers, int):
+            node += node_throughput(data_root=root, train_list=lst, frames=t, sampling=s, workers=[n],
+                                    clips=args.batch, short_side=short_side, crop=crop, decode_threads=threads,
+                                    warmup=args.warmup, batches=args.batches, seed=args.seed)
+            r = node[-1]
+            print(f"{r['clip']:>5} {'loader x' + str(n):<13} " + (f"ERROR {r['error']}" if "error" in r else
+                  f"{r['clips_per_s']:7.2f} clips/s total, {r['clips_per_s_per_worker']:.2f} per worker"), flush=True)
+    return results, node
 
 
 def summary_table(results: list[dict]) -> str:
@@ -355,19 +322,26 @@ def add_parser(subparsers) -> None:
     d.add_argument("--skip", action="append", choices=METHODS, help="leave a loader out (repeatable)")
     d.add_argument("--in-process", action="store_true",
                    help="measure in this process (fast smoke runs; peak memory then is the whole run's)")
+    d.add_argument("--workers", default=",".join(sorted({"1", str(os.cpu_count() or 1)}, key=int)),
+                   help="comma list of worker counts: total clips/s of the training DataLoader (VideoDataModule, "
+                        "N workers) with each, what a node delivers (default: 1 and every core; '' skips)")
+    d.add_argument("--batch", type=int, default=8, help="clips per batch of the N-worker loader")
+    d.add_argument("--batches", type=int, default=10, help="timed batches of the N-worker loader")
     d.add_argument("--json", help="also write the results (with date, machine, command) to this file")
     d.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
+    from vidgn.benchmarks.common import run_info, write_json
+    from vidgn.benchmarks.loading import node_table
 
-    results = bench_data(args)
+    results, node = _bench(args)
     print()
     print(summary_table(results))
+    if node:
+        print()
+        print(node_table(node))
     if args.json:
-        meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
-                "cpus": os.cpu_count(), "processor": platform.processor(), "command": " ".join(sys.argv),
-                "results": results}
-        Path(args.json).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    return 1 if any("error" in r for r in results) else 0
+        meta = {**run_info(), "processor": platform.processor(), "results": results, "node": node}
+        write_json(args.json, meta)
+    return 1 if any("error" in r for r in results + node) else 0
