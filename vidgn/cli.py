@@ -19,6 +19,8 @@ TOOL_MODULES = {
     "make-synthetic": "vidgn.tools.synthetic.cli",
     "prepare-kinetics": "vidgn.tools.kinetics",
     "check-videos": "vidgn.tools.check_videos",
+    "resize-videos": "vidgn.tools.resize",
+    "convert-2d": "vidgn.tools.convert_2d",
     "bench": "vidgn.benchmarks",
     "summarize": "vidgn.evaluation.runs_table",
     "compare": "vidgn.comparison",
