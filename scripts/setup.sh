@@ -20,6 +20,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # no CPU-only torchvision build exists there that loads against a CPU-only torch.
     echo "[setup] installing vidgn and its dependencies into .venv (first time: a few minutes, ~5 GB)"
     .venv/bin/python -m pip install -q --upgrade pip
+    # decord 0.6 (distribution "decord", no AV1) and decord2 (its maintained fork, our decoder) own
+    # the same `decord` import and pip does not know they clash: installed together, each
+    # overwrites or, when uninstalled, deletes the other's files. A .venv made before the switch has
+    # decord 0.6: remove it, and decord2 with it in case both are there (its files may be gone),
+    # so that the install below puts decord2 in alone.
+    if .venv/bin/python -m pip show decord >/dev/null 2>&1; then
+        echo "[setup] removing decord 0.6 from .venv (replaced by decord2, same decord import)"
+        .venv/bin/python -m pip uninstall -q -y decord decord2
+    fi
     .venv/bin/python -m pip install -q -e '.[dev]'
+    if .venv/bin/python -m pip show decord >/dev/null 2>&1; then
+        echo "[setup] decord 0.6 is installed in .venv beside decord2 (something depends on it):" \
+             "uninstall it (.venv/bin/python -m pip uninstall decord decord2) and rerun this script" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi

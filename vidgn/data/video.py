@@ -8,6 +8,18 @@ Rules that keep decord fast and safe in DataLoader workers:
   worker, which oversubscribes the CPU as soon as there are several workers.
 * `get_batch(indices)` decodes only what is needed (seeking to the keyframe before each jump) and
   returns the frames at exactly those indices.
+* `get_batch` seeks by decord's keyframe index, which two kinds of file break (measured with
+  `vidgn bench decoders`, docs/decoders.md, in decord 0.6.0 and decord2 3.4 alike): H.264 with
+  B-frames in AVI (decord has no timestamps for it: every seek lands on frame 0) and open-GOP
+  keyframes (x265's default CRA frames: decord counts a keyframe in decode order, which runs ahead
+  of display order, so seeks land frames late). `open_video` detects both (decord's timestamps, and
+  the keyframes' display positions from the container's packet headers, read with PyAV without
+  decoding anything) and marks the reader; `decode_frames` then reads such a video from its first
+  frame without seeking. Still decord decoding, only slower, for these rare files.
+* decord's RGB copy fails on frames whose rows need padding (decord 0.6: widths 16, 24, 48, 72;
+  decord2 3.4: 16..48, 96, 144, ...): those frames are read one by one and unpadded.
+* Frames come in display orientation: decord applies the container's rotation (display matrix)
+  as FFmpeg, browsers and YouTube do (measured: 90, -90, 180 degrees in mp4, both builds).
 * pytorchvideo's decord module switches decord's bridge to torch process-wide, so get_batch may
   return a decord NDArray or a torch tensor; `decode_frames` accepts both.
 
@@ -81,7 +93,38 @@ def open_video(path: str | Path, num_threads: int = 1):
         raise
     except Exception as e:  # decord raises RuntimeError/DECORDError/OSError for unreadable files
         raise VideoDecodeError(path, f"cannot open: {_short(e)}") from e
+    # An attribute on decord's (Python) reader keeps the callers' (reader, info) API unchanged.
+    reader.vidgn_seeks_exactly = _seeks_exactly(reader, path, num_frames)
     return reader, VideoInfo(num_frames=num_frames, fps=fps)
+
+
+def _seeks_exactly(reader, path: str, num_frames: int) -> bool:
+    """Whether decord's seeks land on the frame asked for (see the module docstring)."""
+    try:
+        keys = [int(k) for k in reader.get_key_indices()]
+        stamps = np.asarray(reader.get_frame_timestamp(sorted({*keys, num_frames - 1})))
+    except Exception:
+        return True  # no index to check; decoding reports what goes wrong
+    if not np.isfinite(stamps).all() or (stamps < 0).any():  # AV_NOPTS_VALUE (AVI) reads as -3e17
+        return False
+    shown = _keyframe_display_positions(path)
+    return shown is None or shown == keys
+
+
+def _keyframe_display_positions(path: str) -> list[int] | None:
+    """Display positions of the video's keyframes from its packet headers (PyAV, ~1 ms for a
+    10 s clip, nothing decoded); None when the container does not say (then decord is trusted)."""
+    try:
+        import av
+
+        with av.open(path) as container:
+            packets = [(p.pts, p.is_keyframe) for p in container.demux(video=0) if p.size]
+    except Exception:
+        return None
+    if any(pts is None for pts, _ in packets):
+        return None
+    rank = {pts: i for i, pts in enumerate(sorted(pts for pts, _ in packets))}
+    return [rank[pts] for pts, key in packets if key]
 
 
 def decode_frames(reader, indices: np.ndarray | list[int], path: str | Path = "?") -> torch.Tensor:
@@ -91,17 +134,30 @@ def decode_frames(reader, indices: np.ndarray | list[int], path: str | Path = "?
     frames (e.g. the container claimed more frames than it has).
     """
     indices = [int(i) for i in indices]
+    if not indices:
+        raise VideoDecodeError(path, "no frame indices to decode")
+    if not getattr(reader, "vidgn_seeks_exactly", True):
+        try:
+            frames = _decode_from_start(reader, indices)
+        except Exception as e:
+            raise VideoDecodeError(path, f"decode failed for frames {indices[0]}..{max(indices)}: {_short(e)}") from e
+        return _checked(frames, indices, path)
     try:
         frames = _to_torch(reader.get_batch(indices))
     except Exception as e:
         if "DECORDArrayCopyFromTo" not in str(e):
             raise VideoDecodeError(path, f"decode failed for frames {indices[0]}..{max(indices)}: {_short(e)}") from e
-        # decord 0.6 bug on some narrow frames (widths 16, 24, 48, 72 among 16..700): it mistakes the
-        # padded RGB row for extra channels and get_batch cannot copy the frames. Read them one by one.
+        # decord bug on frames whose RGB rows are padded (0.6: widths 16, 24, 48, 72 of 16..700;
+        # decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): get_batch cannot copy them. Read them one
+        # by one.
         try:
             frames = _decode_sequential(reader, indices)
         except Exception as e2:
             raise VideoDecodeError(path, f"decode failed for frames {indices[0]}..{max(indices)}: {_short(e2)}") from e2
+    return _checked(frames, indices, path)
+
+
+def _checked(frames: torch.Tensor, indices: list[int], path: str | Path) -> torch.Tensor:
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
         raise VideoDecodeError(path, f"decoder returned {tuple(frames.shape)} {frames.dtype} for {len(indices)} "
                                      "frames (container may over-report its frame count)")
@@ -117,6 +173,22 @@ def _to_torch(array) -> torch.Tensor:
         return torch.from_numpy(array.asnumpy())
 
 
+def _unpad(frame: torch.Tensor) -> torch.Tensor:
+    h, w, c = frame.shape  # (H, W, C') with C' * W bytes per row, 3 * W valid
+    return frame if c == 3 else frame.reshape(h, w * c)[:, : w * 3].reshape(h, w, 3)
+
+
+def _decode_from_start(reader, indices: list[int]) -> torch.Tensor:
+    """Frames at `indices` read with `next()` from frame 0, for readers whose seeks are wrong."""
+    wanted, got = set(indices), {}
+    reader.seek(0)  # frame 0 is a keyframe at display position 0: this seek is exact
+    for i in range(max(indices) + 1):
+        frame = _to_torch(reader.next())
+        if i in wanted:
+            got[i] = _unpad(frame).clone()
+    return torch.stack([got[i] for i in indices])  # (T, H, W, 3)
+
+
 def _decode_sequential(reader, indices: list[int]) -> torch.Tensor:
     """Frames at `indices` via one accurate seek and sequential reads, with padded rows unpacked."""
     wanted = sorted(set(indices))
@@ -125,10 +197,6 @@ def _decode_sequential(reader, indices: list[int]) -> torch.Tensor:
     for i in wanted:
         if i > pos:
             reader.skip_frames(i - pos)
-        frame = _to_torch(reader.next())  # (H, W, C') with C' * W bytes per row, 3 * W valid
+        got[i] = _unpad(_to_torch(reader.next())).clone()
         pos = i + 1
-        h, w, c = frame.shape
-        if c != 3:
-            frame = frame.reshape(h, w * c)[:, : w * 3].reshape(h, w, 3)
-        got[i] = frame.clone()
     return torch.stack([got[i] for i in indices])  # (T, H, W, 3)
