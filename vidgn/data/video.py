@@ -17,7 +17,7 @@ Rules that keep decord fast and safe in DataLoader workers:
   decoding anything) and marks the reader; `decode_frames` then reads such a video from its first
   frame without seeking. Still decord decoding, only slower, for these rare files.
 * decord's RGB copy fails on frames whose rows need padding (decord 0.6: widths 16, 24, 48, 72;
-  decord2 3.4: 16..48, 96, 144, ...): those frames are read one by one and unpadded.
+  decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): those frames are read one by one, unpadded.
 * Frames come in display orientation: decord applies the container's rotation (display matrix)
   as FFmpeg, browsers and YouTube do (measured: 90, -90, 180 degrees in mp4, both builds).
 * pytorchvideo's decord module switches decord's bridge to torch process-wide, so get_batch may

@@ -1,0 +1,110 @@
+"""What downloads contain decodes frame-exactly through vidgn.data.video (docs/decoders.md).
+
+Tiny real files written with PyAV (`vidgn.benchmarks.decoder_matrix_files`: every frame differs
+from its neighbours), compared with PyAV's own decode at the same index. 72 frames with a keyframe
+every 60, so the drawn indices cross a keyframe and the decoder has to seek.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vidgn.benchmarks.decoders import compare
+from vidgn.benchmarks.decoder_matrix_files import (Case, check_reference, match, reference_frames,
+                                                    write_case)
+from vidgn.data.video import decode_frames, open_video
+from vidgn.tools.check_videos import check_video
+
+W, H, N = 64, 48, 72
+CASES = {
+    "av1_mp4": Case("av1_mp4", "libsvtav1", "mp4", W, H, frames=N),
+    "av1_webm": Case("av1_webm", "libsvtav1", "webm", W, H, frames=N),
+    "av1_10bit_mkv": Case("av1_10bit_mkv", "libsvtav1", "mkv", W, H, "yuv420p10le", frames=N),
+    "vp9_webm": Case("vp9_webm", "libvpx-vp9", "webm", W, H, frames=N),
+    "vp9_vfr_webm": Case("vp9_vfr_webm", "libvpx-vp9", "webm", W, H, frames=N, vfr=True),
+    "h264_10bit_mp4": Case("h264_10bit_mp4", "libx264", "mp4", W, H, "yuv420p10le", frames=N),
+    # x265's open-GOP keyframes (when it makes one: CRA): decord's own seek lands 3 frames late
+    "hevc_mp4": Case("hevc_mp4", "libx265", "mp4", W, H, frames=N),
+    "hevc_10bit_mkv": Case("hevc_10bit_mkv", "libx265", "mkv", W, H, "yuv420p10le", frames=N),
+    # B-frames in AVI: decord has no timestamps, its seeks land on frame 0 (read from the start)
+    "h264_avi": Case("h264_avi", "libx264", "avi", W, H, frames=N),
+    "h264_rot90_mp4": Case("h264_rot90_mp4", "libx264", "mp4", W, H, frames=N, rotation=90),
+    "h264_24w_mp4": Case("h264_24w_mp4", "libx264", "mp4", 24, 32, frames=N),  # padded RGB rows
+    "h264_mp4": Case("h264_mp4", "libx264", "mp4", W, H, frames=N),
+}
+# Frames across the keyframe at 60, out of order, with repeats: the shape of a test-time draw.
+INDICES = [70, 3, 61, 58, 59, 60, 10, 10, 71, 0, 45, 62]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("formats")
+    return {name: write_case(case, folder) for name, case in CASES.items()}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_decodes_frame_exactly(files, name):
+    path = files[name]
+    refs, rotation = reference_frames(path)
+    assert check_reference(CASES[name], refs, rotation) is None  # PyAV decodes what was written
+    reader, info = open_video(path)
+    assert info.num_frames == N
+    for indices in (INDICES, list(range(0, N, 2)), list(range(56, 64))):
+        frames = decode_frames(reader, indices, path).numpy()
+        verdicts = [match(f, refs, i) for f, i in zip(frames, indices)]
+        wrong = [(i, round(d, 1)) for (ok, d), i in zip(verdicts, indices) if not ok]
+        assert not wrong, f"{name}: frames (index, mean abs diff to PyAV's) {wrong} are not PyAV's"
+
+
+def test_rotated_video_comes_in_display_orientation(files):
+    reader, _ = open_video(files["h264_rot90_mp4"])
+    assert tuple(decode_frames(reader, [0]).shape[1:3]) == (W, H)  # coded 64x48, shown 48 wide
+
+
+def test_only_files_that_decord_mis_seeks_are_read_from_the_start(files):
+    """The slow path (no seeks) is taken exactly for the files where decord's own get_batch, which
+    seeks to the keyframe before a jump, returns wrong frames."""
+    import decord
+
+    slow, mis_seeked = set(), set()
+    for name, path in files.items():
+        refs, _ = reference_frames(path)
+        try:
+            raw = decord.VideoReader(str(path), num_threads=1).get_batch(INDICES).asnumpy()
+        except decord.DECORDError as e:  # padded-row widths: no frames at all (the width fallback)
+            assert "DECORDArrayCopyFromTo" in str(e), e
+            continue
+        if not all(match(f, refs, i)[0] for f, i in zip(raw, INDICES)):
+            mis_seeked.add(name)
+        if not open_video(path)[0].vidgn_seeks_exactly:
+            slow.add(name)
+    assert slow == mis_seeked
+    assert "h264_avi" in slow and "h264_mp4" not in slow  # decord has no timestamps for B-frames in AVI
+
+
+@pytest.mark.parametrize("name", ["av1_mp4", "av1_webm", "av1_10bit_mkv", "vp9_webm", "hevc_10bit_mkv"])
+def test_check_videos_passes_what_decodes(files, name):
+    assert check_video(str(files[name])) is None
+
+
+def test_bench_decoders_end_to_end(tmp_path):
+    from importlib import metadata
+
+    from vidgn.cli import main
+
+    out = tmp_path / "d.json"
+    assert main(["bench", "decoders", "--matrix", "tiny", "--files", str(tmp_path / "files"),
+                 "--repeats", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    dist = result["decoder"]["distribution"]
+    assert result["decoder"]["version"] == metadata.version(dist)
+    rows = {r["name"]: r for r in result["cases"]}
+    assert set(rows) == {"h264_mp4_64", "av1_mp4_64", "h264_mp4_24w"}
+    assert all(r["vidgn_exact"] for r in rows.values()), {n: r["vidgn"] for n, r in rows.items()}
+    assert all(r["vidgn_ms"]["median"] > 0 for r in rows.values())
+    assert rows["h264_mp4_64"]["raw_exact"] and rows["h264_mp4_64"]["raw_ms"]["clip"] == 24
+    table = compare([str(out)])
+    assert table.splitlines()[0].startswith(f"| file | {dist} {result['decoder']['version']}: vidgn |")
+    assert "| h264_mp4_64 | exact | exact |" in table and "| av1_mp4_64 | exact | exact |" in table
+    assert "H.264 widths 24..24: raw get_batch fails at" in table and "vidgn exact at 1 of 1 widths" in table
