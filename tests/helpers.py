@@ -59,7 +59,7 @@ class RecordBatches(L.Callback):
 
 
 def write_decoder_crashing_mp4(path: str | Path) -> Path:
-    """A real H.264 mp4 that kills decord 0.6 with SIGABRT in the VideoReader constructor.
+    """A real H.264 mp4 that kills decord (0.6 and decord2 3.4) with SIGABRT in the VideoReader constructor.
 
     Found by fuzzing mp4 index tables: the time-to-sample table (`stts`) is rewritten to claim
     4096 x 0xFFFFFFFF samples. decord then reserves a frame-time entry per claimed frame (~512 TiB,
