@@ -142,15 +142,16 @@ def test_a_crash_rechecks_only_the_videos_in_flight(crash_then_good, monkeypatch
     """One decoder crash must not send every remaining video through a fresh process of its own
     (a broken pool fails all its pending work): only the videos in flight are re-checked alone."""
     import vidgn.tools.check_videos as module
+    import vidgn.tools.pool as pool_module  # the crash-safe pool check_videos runs in
 
     pools = []
 
-    class CountingPool(module.ProcessPoolExecutor):
+    class CountingPool(pool_module.ProcessPoolExecutor):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             pools.append(self._max_workers)
 
-    monkeypatch.setattr(module, "ProcessPoolExecutor", CountingPool)
+    monkeypatch.setattr(pool_module, "ProcessPoolExecutor", CountingPool)
     crash, good = crash_then_good
     workers = 2
     results = module.check_videos([crash, *good], workers=workers)

@@ -247,7 +247,7 @@ def test_existing_lists_are_kept_unless_overwrite(kinetics, tmp_path, capsys):
 import random
 from pathlib import Path
 
-from vidgn.tools.kinetics import CLASS_LISTS_DIR, standard_classes
+from vidgn.tools.kinetics_labels import CLASS_LISTS_DIR, standard_classes
 
 STANDARD_SIZES = {"k400": 400, "k600": 600, "k700": 700}
 

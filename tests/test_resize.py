@@ -22,8 +22,9 @@ import pytest
 
 from vidgn.cli import main
 from vidgn.data.lists import parse_list, resolve, write_list
-from vidgn.tools.kinetics import index_videos
-from vidgn.tools.resize import FAILURES_FILENAME, output_size
+from vidgn.tools.kinetics_inputs import index_videos
+from vidgn.tools.resize import FAILURES_FILENAME
+from vidgn.tools.transcode import output_size
 
 SHORT = 32
 

@@ -37,13 +37,14 @@ output folder and renamed into place at the end. Existing outputs are replaced o
 `--overwrite`.
 
 Files that exist but do not decode are found by `vidgn check-videos`, run next (see data/README.md).
+What is read (CSVs, clips, the CVDF layout) is `vidgn.tools.kinetics_inputs`; the class lists and the
+`--dataset` choice are `vidgn.tools.kinetics_labels`.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import os
-import re
 import sys
 import uuid
 from collections import Counter
@@ -51,31 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidgn.data.lists import CLASSES_FILENAME, write_list
+from vidgn.tools.kinetics_inputs import (CVDF_REPLACEMENT_DIR, KineticsError, cvdf_inputs, index_videos,
+                                         read_annotations)
+from vidgn.tools.kinetics_labels import (CLASS_LISTS_DIR, DATASET_NAMES, STANDARD_LISTS, ClassesReport,
+                                         choose_dataset, standard_classes, train_classes)
 
-VIDEO_EXTS = (".mp4", ".webm", ".mkv")  # preference order when one clip exists in several formats
-_CLIP_RE = re.compile(r"^(?P<id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
-REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end")
 MAX_SHOWN = 5  # offending CSV lines quoted in an error; the total is always given
 MAX_CLASSES_SHOWN = 30  # classes without train clips named in the report (all are in missing.csv)
-
-
 MISSING_FILENAME = "missing.csv"
-CLASS_LISTS_DIR = Path(__file__).parent / "kinetics_classes"
-STANDARD_LISTS = {"k400": "kinetics400.txt", "k600": "kinetics600.txt", "k700": "kinetics700.txt"}
-DATASET_NAMES = {"k400": "Kinetics-400", "k600": "Kinetics-600", "k700": "Kinetics-700"}
-# `--dataset auto` takes a standard list only when the train CSV has this share of its classes: a
-# download missing a few classes keeps the standard indices, while a deliberate subset (e.g.
-# Mini-Kinetics-200, half of Kinetics-400) gets its own compact classes.txt.
-AUTO_MIN_COVERAGE = 0.9
-# CVDF layout (cvdfoundation/kinetics-dataset k400_extractor.sh): clips per split folder, CSVs in
-# annotations/, and the replacements for ~1400 corrupted K400 train clips in this folder.
-CVDF_CSVS = {"train": "annotations/train.csv", "val": "annotations/val.csv", "test": "annotations/test.csv"}
-CVDF_REPLACEMENT_DIR = "replacement"
-
-
-class KineticsError(ValueError):
-    """Unusable input (CSV without the needed columns, no data root, a val class train lacks,
-    existing outputs without --overwrite); the message says what to do."""
 
 
 class NoClipsError(KineticsError):
@@ -99,123 +83,9 @@ class SplitReport:
         return len(self.missing_rows)
 
 
-def index_videos(data_root: Path) -> tuple[dict[tuple[str, int, int], str], dict[str, str]]:
-    """Map every video under `data_root` to its path relative to it.
-
-    Returns (by_clip, by_id): `by_clip[(youtube_id, start, end)]` for trimmed-clip names and
-    `by_id[youtube_id]` for plain `{youtube_id}.{ext}` names. Where a clip exists in several formats
-    the first of VIDEO_EXTS wins, so the result does not depend on directory order; a clip under
-    the CVDF `replacement/` folder wins over any other copy (it replaces a corrupted original).
-    """
-    by_clip: dict[tuple[str, int, int], str] = {}
-    by_id: dict[str, str] = {}
-    rank = {ext: i for i, ext in enumerate(VIDEO_EXTS)}
-
-    def order(rel: str, ext: str):
-        return (not rel.startswith(CVDF_REPLACEMENT_DIR + "/"), rank[ext], rel)
-
-    def put(table, key, rel, ext):
-        old = table.get(key)
-        if old is None or order(rel, ext) < order(old, Path(old).suffix.lower()):
-            table[key] = rel
-
-    for dirpath, dirnames, filenames in os.walk(data_root, followlinks=True):
-        dirnames.sort()
-        for name in filenames:
-            stem, ext = os.path.splitext(name)
-            ext = ext.lower()
-            if ext not in rank:
-                continue
-            rel = os.path.relpath(os.path.join(dirpath, name), data_root).replace(os.sep, "/")
-            m = _CLIP_RE.match(stem)
-            if m:
-                put(by_clip, (m["id"], int(m["start"]), int(m["end"])), rel, ext)
-            else:
-                put(by_id, stem, rel, ext)
-    return by_clip, by_id
-
-
-def normalize_label(label: str) -> str:
-    """A class name with surrounding whitespace stripped and inner whitespace collapsed to one space."""
-    return " ".join(label.split())
-
-
-def read_annotations(csv_path: Path, *, need_label: bool) -> list[dict]:
-    """Rows of an official Kinetics CSV as dicts with int time_start/time_end, the label normalised
-    by `normalize_label` (None if absent) and `line`, the row's line in the file."""
-    try:
-        f = open(csv_path, newline="", encoding="utf-8-sig")
-    except OSError as e:
-        raise KineticsError(f"{csv_path}: cannot read annotation CSV ({e.strerror or e}).") from e
-    with f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        needed = REQUIRED_COLUMNS + (("label",) if need_label else ())
-        absent = [c for c in needed if c not in header]
-        if absent:
-            raise KineticsError(
-                f"{csv_path}: header {header} lacks column(s) {absent}; expected the official "
-                "Kinetics format `label,youtube_id,time_start,time_end,split[,is_cc]` with a header row.")
-        rows = []
-        for row in reader:
-            lineno = reader.line_num
-            try:
-                start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-            except (TypeError, ValueError):
-                raise KineticsError(f"{csv_path}:{lineno}: time_start/time_end are not numbers: "
-                                    f"{row['time_start']!r}, {row['time_end']!r}") from None
-            raw_label = row.get("label") or ""
-            label = normalize_label(raw_label) or None
-            if need_label and label is None:
-                raise KineticsError(f"{csv_path}:{lineno}: empty label")
-            rows.append({"label": label, "youtube_id": row["youtube_id"].strip(),
-                         "time_start": start, "time_end": end,
-                         "split": (row.get("split") or "").strip(), "line": lineno, "raw_label": raw_label})
-    return rows
-
-
 def output_names(split_names) -> list[str]:
     """The files prepare-kinetics writes for these splits."""
     return [CLASSES_FILENAME, *(f"{name}.txt" for name in split_names), MISSING_FILENAME]
-
-
-def train_classes(rows: list[dict]) -> dict[str, str]:
-    """{casefolded name: class name} of the train split.
-
-    Labels are already normalised (`normalize_label`); names that differ only by case are one class,
-    spelled as most train rows spell it (the first seen on a tie).
-    """
-    spellings: dict[str, Counter] = {}
-    for r in rows:
-        spellings.setdefault(r["label"].casefold(), Counter())[r["label"]] += 1
-    return {key: counts.most_common(1)[0][0] for key, counts in spellings.items()}
-
-
-def standard_classes(dataset: str) -> list[str]:
-    """The shipped class list of `dataset` (k400, k600, k700), in index order."""
-    return (CLASS_LISTS_DIR / STANDARD_LISTS[dataset]).read_text(encoding="utf-8").splitlines()
-
-
-def choose_dataset(train_names: set[str], dataset: str) -> tuple[str, str | None]:
-    """(dataset, note): which class list to use for `--dataset` (auto resolved), and a note for
-    the user when auto falls back to the train CSV's names although they are all standard ones.
-
-    `train_names` are casefolded, normalised train labels.
-    """
-    if dataset != "auto":
-        return dataset, None
-    for name in sorted(STANDARD_LISTS, key=lambda d: len(standard_classes(d))):  # smallest first
-        standard = {c.casefold() for c in standard_classes(name)}
-        if train_names <= standard:
-            if len(train_names) >= AUTO_MIN_COVERAGE * len(standard):
-                return name, None
-            return "csv", (f"the train CSV's {len(train_names)} classes are all {DATASET_NAMES[name]} "
-                           f"classes but only {100 * len(train_names) / len(standard):.0f}% of them, so "
-                           f"classes.txt holds just these {len(train_names)} (new indices). If this is "
-                           f"{DATASET_NAMES[name]} with classes missing, pass --dataset {name} to keep "
-                           "the standard indices.")
-    return "csv", None
 
 
 def _not_standard_error(rows: list[tuple[Path, int, str]], dataset: str) -> KineticsError:
@@ -241,36 +111,6 @@ def _unknown_classes_error(unknown: list[tuple[Path, int, str]], train_csv: Path
         "Fix: correct the label in that CSV (a typo?) or remove the row, and check that --train-csv "
         "is the matching train CSV. A class train does not have would be added to classes.txt and "
         "shift every class index after it. Nothing was written.")
-
-
-@dataclass
-class ClassesReport:
-    source: str  # "k400" / "k600" / "k700" (a shipped list) or "csv" (the train CSV's names)
-    note: str | None = None  # why auto did not take a standard list whose names these all are
-    without_rows: list[str] = field(default_factory=list)  # standard classes train.csv lacks
-    without_clips: list[str] = field(default_factory=list)  # classes with no train clip found
-
-
-def cvdf_inputs(cvdf_root, **given) -> dict:
-    """prepare_kinetics arguments for a CVDF download folder (`k400`, `k700-2020`): the clips and
-    the annotation CSVs in it (test only when its CSV is there), each replaced by the `given` one
-    that is not None. KineticsError when a train or val CSV it implies is not where the CVDF
-    scripts put it."""
-    root = Path(cvdf_root)
-    csvs = {f"{split}_csv": root / rel for split, rel in CVDF_CSVS.items()}
-    inputs = {"data_root": root, **csvs}
-    if not csvs["test_csv"].is_file():
-        inputs["test_csv"] = None
-    inputs.update({k: v for k, v in given.items() if v is not None})
-    absent = [str(csvs[k]) for k in ("train_csv", "val_csv")
-              if given.get(k) is None and not csvs[k].is_file()]
-    if absent:
-        raise KineticsError(
-            f"--cvdf-root {root}: {' and '.join(absent)} not found; a CVDF download "
-            "(cvdfoundation/kinetics-dataset, k400_downloader.sh) has annotations/train.csv and "
-            "annotations/val.csv there. Fix: point --cvdf-root at the folder holding train/, val/ and "
-            "annotations/ (e.g. k400), or give the CSV with --train-csv / --val-csv.")
-    return inputs
 
 
 def prepare_kinetics(data_root, *, train_csv, val_csv=None, test_csv=None, out_dir=None,
