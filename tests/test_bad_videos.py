@@ -164,26 +164,28 @@ def test_fit_survives_bad_videos(bad_root):
     assert trainer.global_step == 2 and dm.bad_count("train") == 4
 
 
-def test_unsupported_codec_is_replaced_in_training_and_left_out_in_testing(bad_root, tmp_path):
-    """AV1 (decord's FFmpeg has no AV1 decoder) through the same paths as the damaged files."""
-    with av.open(str(tmp_path / "av1.mkv"), "w") as c:
-        s = c.add_stream("libsvtav1", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        for _ in range(8):
-            img = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+def test_file_without_video_stream_is_replaced_in_training_and_left_out_in_testing(bad_root, tmp_path):
+    """A real audio-only mp4 (a download gone wrong) through the same paths as the damaged files.
+    (AV1 used to play this part with decord 0.6; decord2 decodes it: tests/test_video_formats.py.)"""
+    with av.open(str(tmp_path / "audio_only.mkv"), "w", format="matroska") as c:
+        s = c.add_stream("aac", rate=16000)
+        for i in range(20):
+            samples = np.zeros((1, 1024), dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
     shutil.copy(bad_root / "good0.mp4", tmp_path / "good0.mp4")
     shutil.copy(bad_root / "classes.txt", tmp_path / "classes.txt")
-    write_list(tmp_path / "list.txt", [("good0.mp4", 0), ("av1.mkv", 1)])
+    write_list(tmp_path / "list.txt", [("good0.mp4", 0), ("audio_only.mkv", 1)])
     dm = dm_for(tmp_path, clips_per_gpu=2, max_bad_fraction=1.0, drop_last_train=False)
     dm.setup("fit")
     train = dm.dataset("train")
-    item = train.item(1, torch.Generator().manual_seed(0))  # the AV1 video, drawn by the sampler
+    item = train.item(1, torch.Generator().manual_seed(0))  # the audio-only file, drawn by the sampler
     assert item["video"].shape[0] == 1 and item["video_index"].tolist() == [0]  # replaced by good0
-    assert [(b.video_index, b.path.endswith("av1.mkv")) for b in item["bad"]] == [(1, True)]
+    assert [(b.video_index, b.path.endswith("audio_only.mkv")) for b in item["bad"]] == [(1, True)]
     assert "cannot open" in item["bad"][0].reason or "video stream" in item["bad"][0].reason
     dm.setup("test")
     rows = [int(i) for b in run_epoch(dm, "test") for i in b["video_index"]]

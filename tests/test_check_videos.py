@@ -60,9 +60,12 @@ def videos(synthetic_dataset, tmp_path_factory):
     data = webm.read_bytes()
     (root / "bad/half.webm").write_bytes(data[: len(data) // 2])
     bad["bad/half.webm"] = "truncated"
-    # AV1 in Matroska: decord's bundled FFmpeg has no AV1 decoder.
-    _encode(root / "bad/av1.mkv", "libsvtav1", n=5)
-    bad["bad/av1.mkv"] = "cannot open"
+    # AV1 in Matroska (what yt-dlp downloads): decord2 decodes it, so it is not flagged. And H.264 in
+    # AVI, where decord has no timestamps: judged by its frame count, not reported as truncated.
+    _encode(root / "av1.mkv", "libsvtav1", n=5)
+    good.append("av1.mkv")
+    _encode(root / "h264.avi", "libx264", n=50)
+    good.append("h264.avi")
     bad["bad/missing.mp4"] = "file not found"
     return root, good, bad
 

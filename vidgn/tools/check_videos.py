@@ -25,6 +25,7 @@ have no result yet (or whose file changed since: size and mtime are recorded). T
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -69,7 +70,11 @@ def _check_video(path: str, num_threads: int) -> str | None:
     declared = declared_duration_of(path)
     if declared is None:
         return None
-    return truncation(float(vr.get_frame_timestamp(n - 1)[1]), declared)
+    end_s = float(vr.get_frame_timestamp(n - 1)[1])
+    if not (math.isfinite(end_s) and end_s >= 0) and info.fps > 0:
+        # No usable timestamps (e.g. H.264 in AVI: decord reads -3e17): judge by the frame count.
+        end_s = n / info.fps
+    return truncation(end_s, declared)
 
 
 def check_videos(paths: list[str], *, workers: int = 4, num_threads: int = 1,
