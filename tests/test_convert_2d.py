@@ -25,6 +25,7 @@ from vidgn.data.transforms import normalize
 from vidgn.models import I3DResNet
 from vidgn.models.convert import DETECTRON, VIDGN_DEFAULT, torchvision_to_detectron
 from vidgn.models.convert.state_files import read_safetensors
+from vidgn.tools.convert_2d_measure import random_resnet50
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,21 +34,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REL_TOL = 1e-4
 SIZE = 64
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision and timm
-
-
-def random_resnet50(*, gn: bool, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    kw = {"norm_layer": lambda c: nn.GroupNorm(32, c)} if gn else {}
-    model = torchvision.models.resnet50(weights=None, **kw)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
 
 
 def load_converted(path, *, gn: bool) -> nn.Module:
