@@ -105,6 +105,34 @@ def test_cli_reports_bad_videos_exit_status_and_clean_list(videos, tmp_path, cap
     assert "0 unreadable" in capsys.readouterr().out
 
 
+def test_one_video_is_said_in_the_singular(videos, tmp_path, capsys):
+    root, good, _ = videos
+    lst = tmp_path / "one.txt"
+    lst.write_text(f"{good[0]} 0\n")
+    assert _run([str(lst), "--data-root", str(root), "--workers", "1",
+                 "--write-clean", str(tmp_path / "clean.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "checked 1 video: 1 readable, 0 unreadable" in out
+    assert "wrote 1 readable video to" in out
+    assert _run([str(lst), "--data-root", str(root)]) == 0
+    assert "nothing left to check: the video has a result in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, options", [
+    ("check-videos", ["--workers", "--num-threads"]),
+    ("resize-videos", ["--workers", "--short-side", "--crf", "--preset", "--list"]),
+])
+def test_help_shows_the_defaults(command, options, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    # The options section, unwrapped: each option's entry runs up to the next option.
+    text = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())
+    entries = {e.split()[0]: e for e in ("--" + e for e in text.split(" --")[1:])}
+    for option in options:
+        assert "default: " in entries[option], entries[option]
+    assert f"(default: min(8, CPUs), here {min(8, os.cpu_count() or 1)})" in entries["--workers"]
+
+
 def test_cli_usage_errors_exit_2(tmp_path, capsys):
     assert _run([str(tmp_path / "nope.txt"), "--data-root", str(tmp_path)]) == 2
     lst = tmp_path / "l.txt"
@@ -250,7 +278,10 @@ def test_a_killed_check_resumes_and_ends_as_an_uninterrupted_one(long_list, tmp_
     # Run again when everything is checked: nothing decoded, the same report.
     status, again, err = _run_quiet(common + ["--results", str(killed_results),
                                               "--write-clean", str(tmp_path / "resumed.clean.txt")], capsys)
-    assert status == 1 and again == out and f"{total} of {total} videos already checked, 0 to check" in err
+    assert status == 1 and again == out
+    # ... said as such, without a progress line of 0 videos/s and an unknown ETA.
+    assert f"nothing left to check: all {total} videos have a result in {killed_results}" in err
+    assert "videos/s" not in err and "ETA" not in err and "already checked" not in err
 
 
 def test_a_video_changed_since_its_check_is_checked_again(long_list, tmp_path, capsys):

@@ -209,7 +209,7 @@ def test_existing_lists_are_kept_unless_overwrite(kinetics, tmp_path, capsys):
     assert _run(args) == 0
     (out / "notes.txt").write_text("mine\n")  # not an output: never touched
     before = _snapshot(out)
-    assert {"train.txt", "val.txt", "classes.txt", "missing.csv"} <= set(before)
+    assert {"train.txt", "val.txt", "classes.txt", "missing.csv", "missing_classes.txt"} <= set(before)
     capsys.readouterr()
 
     # Again without --overwrite: refused, naming the files and the flag; nothing changed.
@@ -301,7 +301,49 @@ def test_a_download_lacking_classes_keeps_the_standard_indices(dataset, syntheti
     assert f"{len(standard)} classes (the standard Kinetics-{STANDARD_SIZES[dataset]} list)" in report
     assert f"3 of the {len(standard)} classes have no row in the train CSV" in report
     assert all(repr(name) in report for name in absent)
-    assert f"{len(standard) - 6} classes have no train clip" in report
+    assert f"{len(standard) - 6} of the {len(standard)} classes have no train clip" in report
+    # Hundreds of classes without a clip: the first 10 are named, all are in missing_classes.txt.
+    assert f"... and {len(standard) - 6 - 10} more; all listed in {out / 'missing_classes.txt'}" in report
+    listed = [line.split("\t") for line in (out / "missing_classes.txt").read_text().splitlines()]
+    assert listed[0] == ["index", "class", "why"]
+    assert {name: why for _, name, why in listed[1:]} == {
+        **{name: "no train clip found" for name in present[3:]},
+        **{name: "no train row" for name in absent}}
+    assert all(standard[int(i)] == name for i, name, _ in listed[1:])
+
+
+def test_a_partial_download_names_ten_absent_classes_and_lists_all(kinetics, tmp_path, capsys):
+    """The new-user review: 3 Kinetics-400 classes with --dataset k400 printed all 397 others on one
+    line. Now the first 10, the count and the file holding all of them."""
+    ann, videos, _, _ = kinetics
+    out = tmp_path / "lists"
+    assert _run(["--data-root", str(videos), "--train-csv", str(ann / "train.csv"), "--out", str(out),
+                 "--dataset", "k400"]) == 0
+    report = capsys.readouterr().out
+    line = next(l for l in report.splitlines() if "have no row in the train CSV" in l)
+    absent = [c for c in standard_classes("k400") if c not in CLASSES]
+    assert line.startswith("warning: 397 of the 400 classes have no row in the train CSV")
+    assert all(repr(c) in line for c in absent[:10]) and repr(absent[10]) not in line
+    assert f"... and 387 more; all listed in {out / 'missing_classes.txt'}" in line
+    rows = (out / "missing_classes.txt").read_text().splitlines()[1:]
+    assert [r.split("\t")[1] for r in rows] == absent
+    assert "no train clip" not in report  # each class with rows has a clip
+
+    # An output like the others: kept without --overwrite, and replaced (here: every class
+    # present, header only) with it, never left behind from the earlier run.
+    assert _run(["--data-root", str(videos), "--train-csv", str(ann / "train.csv"), "--out", str(out)]) == 2
+    assert "missing_classes.txt" in capsys.readouterr().err
+    assert _run(["--data-root", str(videos), "--train-csv", str(ann / "train.csv"), "--out", str(out),
+                 "--overwrite"]) == 0
+    assert (out / "missing_classes.txt").read_text() == "index\tclass\twhy\n"
+
+    # One class without a clip: said in the singular, listed with its index.
+    header, *train = _rows(ann / "train.csv")
+    one = _write_csv(tmp_path / "one.csv", header, [train[0], train[5]])  # abseiling found, zumba not
+    capsys.readouterr()
+    assert _run(["--data-root", str(videos), "--train-csv", str(one), "--out", str(out), "--overwrite"]) == 0
+    assert "warning: 1 of the 2 classes has no train clip under the data root" in capsys.readouterr().out
+    assert (out / "missing_classes.txt").read_text() == "index\tclass\twhy\n1\tzumba\tno train clip found\n"
 
 
 def test_dataset_option_forces_or_refuses_a_standard_list(kinetics, tmp_path, capsys):

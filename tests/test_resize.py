@@ -23,7 +23,7 @@ import pytest
 from vidgn.cli import main
 from vidgn.data.lists import parse_list, resolve, write_list
 from vidgn.tools.kinetics_inputs import index_videos
-from vidgn.tools.resize import FAILURES_FILENAME
+from vidgn.tools.resize import FAILURES_FILENAME, LOCK_FILENAME, lock_dst, unlock_dst
 from vidgn.tools.transcode import output_size
 
 SHORT = 32
@@ -169,7 +169,9 @@ def test_rerun_skips_finished_and_redoes_unfinished(src, tmp_path, capsys):
     capsys.readouterr()
 
     assert _resize(src, dst, "--short-side", SHORT, "--list", lst) == 0
-    assert "resized 0, skipped 3 (already done), failed 0" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "resized 0, skipped 3 (already done), failed 0" in captured.out
+    assert "0 to resize" in captured.err and "ETA" not in captured.err  # no progress of nothing
     assert {v: p.stat().st_mtime_ns for v, p in outs.items()} == stamps
 
     # An interrupted run leaves a temporary file and no output: that video is redone, the leftover
@@ -185,6 +187,57 @@ def test_rerun_skips_finished_and_redoes_unfinished(src, tmp_path, capsys):
     assert _probe(redo)["frames"] == _probe(src / picked[0])["frames"]
     assert {v: p.stat().st_mtime_ns for v, p in outs.items() if p != redo} == \
         {v: s for v, s in stamps.items() if outs[v] != redo}
+    assert not (dst / LOCK_FILENAME).exists()  # a finished run leaves no lock behind
+
+
+def test_the_lock_is_removed_at_the_end_and_a_killed_runs_lock_does_not_block(src, tmp_path, capsys):
+    dst = tmp_path / "dst"
+    lst = tmp_path / "one.txt"
+    write_list(lst, [("other/small.mp4", 0)])
+    # The lock file of a run killed with kill -9: still there, but nobody holds its flock.
+    dst.mkdir()
+    (dst / LOCK_FILENAME).write_text("99999999\n")
+    assert _resize(src, dst, "--short-side", SHORT, "--list", lst) == 0
+    assert (dst / "other/small.mp4").exists()
+    assert "1 video (0 already done), 1 to resize" in capsys.readouterr().err
+    assert not (dst / LOCK_FILENAME).exists()
+    # A run that fails (a video that does not decode) removes it too.
+    (tmp_path / "bad_src").mkdir()
+    (tmp_path / "bad_src/garbage.mp4").write_bytes(os.urandom(3000))
+    assert _resize(tmp_path / "bad_src", dst, "--short-side", SHORT) == 1
+    assert not (dst / LOCK_FILENAME).exists()
+    capsys.readouterr()
+    # A second run while one holds the lock: refused, naming the holder's pid; the lock stays.
+    held = lock_dst(dst)
+    assert isinstance(held, int)
+    try:
+        assert _resize(src, dst, "--short-side", SHORT, "--list", lst, "--overwrite") == 2
+        assert f"another resize-videos run (pid {os.getpid()}) is writing to" in capsys.readouterr().err
+        assert (dst / LOCK_FILENAME).exists()
+    finally:
+        unlock_dst(dst, held)
+    assert not (dst / LOCK_FILENAME).exists()
+
+
+def test_a_lock_file_removed_while_locking_is_not_held(tmp_path, monkeypatch):
+    """A run that ends between another run's open and flock removes the file that one opened; a
+    third run may meanwhile lock a new file at the path. The lock taken is the one at the path."""
+    import vidgn.tools.resize as resize
+
+    flock, calls = fcntl.flock, []
+
+    def racing_flock(fd, op):
+        if not calls:  # the first attempt: the file opened is replaced before it is locked
+            os.unlink(tmp_path / LOCK_FILENAME)
+            (tmp_path / LOCK_FILENAME).write_text("")
+        calls.append(fd)
+        return flock(fd, op)
+
+    monkeypatch.setattr(resize.fcntl, "flock", racing_flock)
+    lock = lock_dst(tmp_path)
+    assert len(calls) == 2  # retried
+    assert os.fstat(lock).st_ino == os.stat(tmp_path / LOCK_FILENAME).st_ino
+    unlock_dst(tmp_path, lock)
 
 
 def test_bad_sources_are_reported_and_the_rest_done(src, tmp_path, capsys):
@@ -298,6 +351,7 @@ def test_interrupted_run_stops_at_once_and_a_rerun_resumes(slow_src, tmp_path, h
         if proc.poll() is None:
             proc.kill()
     assert b"rerun the same command to resume" in proc.stderr.read()
+    assert not (dst / LOCK_FILENAME).exists()  # removed by the stopped run
     # Nothing half-written anywhere: every file at a final name is complete, no leftovers.
     assert not list(dst.glob(".*.part"))
     finished = sorted(p.name for p in dst.glob("*.mp4"))

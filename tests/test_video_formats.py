@@ -108,3 +108,43 @@ def test_bench_decoders_end_to_end(tmp_path):
     assert table.splitlines()[0].startswith(f"| file | {dist} {result['decoder']['version']}: vidgn |")
     assert "| h264_mp4_64 | exact | exact |" in table and "| av1_mp4_64 | exact | exact |" in table
     assert "H.264 widths 24..24: raw get_batch fails at" in table and "vidgn exact at 1 of 1 widths" in table
+
+
+def test_a_file_decord_cannot_open_prints_nothing_and_the_reason_is_decords(tmp_path, capfd):
+    """decord2 writes why it cannot open a file (`[hh:mm:ss] .../video_reader.cc:86: ERROR opening:
+    PATH, REASON`) to stderr from C++, past decord.logging; its exception says only `Error reading`.
+    The reason is ours to report (check-videos, the dataset's skip message), once."""
+    from vidgn.data.video import VideoDecodeError
+
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    capfd.readouterr()
+    with pytest.raises(VideoDecodeError) as e:
+        open_video(bad)
+    assert e.value.reason == "cannot open: Invalid data found when processing input"
+    assert capfd.readouterr().err == ""
+    assert check_video(str(bad)) == "cannot open: Invalid data found when processing input"
+    assert capfd.readouterr().err == ""
+
+
+def test_other_stderr_output_while_opening_is_passed_on(tmp_path, capfd, monkeypatch):
+    import os
+
+    import decord
+
+    from vidgn.data.video import VideoDecodeError
+
+    def fake_reader(path, **kwargs):
+        os.write(2, b"a line of someone else's\n")
+        os.write(2, f"[10:11:12] /src/video_reader.cc:86: ERROR opening: {path}, Oops, no\n".encode())
+        os.write(2, b"\xff not utf-8, kept as is\n")
+        raise RuntimeError(f"Error reading {path}...")
+
+    monkeypatch.setattr(decord, "VideoReader", fake_reader)
+    path = tmp_path / "x.mp4"
+    path.write_bytes(b"x")
+    capfd.readouterr()
+    with pytest.raises(VideoDecodeError) as e:
+        open_video(path)
+    assert e.value.reason == "cannot open: Oops, no"
+    assert capfd.readouterr().err == "a line of someone else's\n\ufffd not utf-8, kept as is\n"

@@ -29,6 +29,11 @@ reason, so the dataset can skip or replace the video instead of killing the work
 """
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +70,64 @@ def _quiet_ffmpeg() -> None:
         _QUIETED = True
 
 
+# Why decord could not open a file is written to stderr only, not into its exception (`Error reading
+# PATH...`): `[14:00:55] /project/src/video/video_reader.cc:86: ERROR opening: PATH, Invalid data
+# found when processing input`. It is dmlc-core's LOG(ERROR), which writes to std::cerr from C++;
+# decord.logging.set_level sets FFmpeg's log level only (it does silence FFmpeg's own lines, e.g.
+# `moov atom not found`), and decord2 3.4 has no switch for dmlc's log. So while a reader is
+# created, file descriptor 2 is pointed at a temporary file: that line's reason goes into ours, and
+# anything else written meanwhile is passed on to stderr unchanged.
+_DECORD_OPEN_ERROR_RE = re.compile(
+    rb"^\[\d{2}:\d{2}:\d{2}\] \S*video_reader\.cc:\d+: ERROR opening: (.*?)\r?$")
+
+
+@contextmanager
+def _decord_open_errors():
+    """Yield a list that, after the block, holds what decord's `ERROR opening:` lines written to
+    file descriptor 2 during the block said (`PATH, reason`); every other line is written on to
+    fd 2. Without a usable fd 2, nothing is taken and nothing is lost.
+
+    The redirection is of the whole process for the block (a reader's construction: milliseconds);
+    other threads' stderr in that window comes out after it, in order. Output of a crash inside the
+    block is lost with the process; the crash itself is still reported (check-videos' pool, the
+    DataLoader).
+    """
+    said: list[str] = []
+    try:
+        sys.stderr.flush()  # Python's buffered text goes before, to the real stderr
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (closed): nothing to keep clean
+        yield said
+        return
+    try:
+        tmp = tempfile.TemporaryFile()
+    except OSError:
+        os.close(saved)
+        yield said
+        return
+    try:
+        os.dup2(tmp.fileno(), 2)
+        yield said
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        tmp.seek(0)
+        captured = tmp.read()
+        tmp.close()
+        others = []
+        for line in captured.splitlines(keepends=True):
+            m = _DECORD_OPEN_ERROR_RE.match(line.rstrip(b"\n"))
+            if m:
+                said.append(m.group(1).decode("utf-8", "replace"))
+            else:
+                others.append(line)
+        if others:
+            os.write(2, b"".join(others))
+
+
 def _short(e: BaseException) -> str:
     # decord's messages carry a C++ source location and sometimes a stack trace: keep the first
     # informative line.
@@ -81,10 +144,12 @@ def open_video(path: str | Path, num_threads: int = 1):
 
     _quiet_ffmpeg()
     path = str(path)
+    said: list[str] = []  # decord's own words on why it cannot open the file (stderr only)
     try:
         if Path(path).stat().st_size == 0:
             raise VideoDecodeError(path, "empty file (0 bytes)")
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+        with _decord_open_errors() as said:
+            reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
         num_frames = len(reader)
         fps = float(reader.get_avg_fps())
         if num_frames < 1:
@@ -92,7 +157,9 @@ def open_video(path: str | Path, num_threads: int = 1):
     except VideoDecodeError:
         raise
     except Exception as e:  # decord raises RuntimeError/DECORDError/OSError for unreadable files
-        raise VideoDecodeError(path, f"cannot open: {_short(e)}") from e
+        # decord2's exception is just `Error reading PATH...`; the reason is what it printed.
+        why = said[-1].removeprefix(f"{path}, ") if said else _short(e)
+        raise VideoDecodeError(path, f"cannot open: {why}") from e
     # An attribute on decord's (Python) reader keeps the callers' (reader, info) API unchanged.
     reader.vidgn_seeks_exactly = _seeks_exactly(reader, path, num_frames)
     return reader, VideoInfo(num_frames=num_frames, fps=fps)

@@ -34,7 +34,7 @@ from pathlib import Path
 from vidgn.data.lists import ListError, parse_list, read_classes, resolve
 from vidgn.tools.check_results import ResultsFile, ResultsFileError, Stamp, default_results_path
 from vidgn.tools.pool import run_isolating_crashes
-from vidgn.tools.progress import Progress
+from vidgn.tools.progress import Progress, plural
 from vidgn.tools.truncation import declared_duration_of, truncation
 
 _DECORD_TIME_RE = re.compile(r"\[\d{2}:\d{2}:\d{2}\] ")
@@ -114,8 +114,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data-root", required=True, help="folder that the list's paths are relative to")
     p.add_argument("--classes", help="classes.txt (default: beside the list or in the data root)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="worker processes")
-    p.add_argument("--num-threads", type=int, default=1, help="decord decoding threads per worker")
+                   help="worker processes (default: min(8, CPUs), here %(default)s)")
+    p.add_argument("--num-threads", type=int, default=1,
+                   help="decord decoding threads per worker (default: %(default)s)")
     p.add_argument("--write-clean", metavar="OUT", help="write the lines of the readable videos here")
     p.add_argument("--results", metavar="FILE",
                    help="results file, appended to as each video is checked; a check stopped for any "
@@ -151,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
         if p in earlier and earlier[p][1] == Stamp.of(p):
             results[p] = earlier[p][0]
     todo = [p for p in unique if p not in results]
-    if results:
+    if unique and not todo:
+        # A rerun of a finished check: the report below comes from the results file alone.
+        every = "the video has" if len(unique) == 1 else f"all {len(unique)} videos have"
+        print(f"nothing left to check: {every} a result in {store.path}", file=sys.stderr)
+    elif results:
         print(f"resuming from {store.path}: {len(results)} of {len(unique)} videos already checked, "
               f"{len(todo)} to check", file=sys.stderr)
     progress = Progress(len(unique), already=len(results))
@@ -160,12 +165,13 @@ def run(args: argparse.Namespace) -> int:
         # The stamp is taken before the check: a file replaced during its check is checked again.
         for p in todo:
             stamps[p] = Stamp.of(p)
-        results.update(check_videos(todo, workers=args.workers, num_threads=args.num_threads,
-                                    progress=progress,
-                                    on_result=lambda p, r: store.append(p, r, stamps[p])))
+        if todo:  # else no pool to start, and no progress line
+            results.update(check_videos(todo, workers=args.workers, num_threads=args.num_threads,
+                                        progress=progress,
+                                        on_result=lambda p, r: store.append(p, r, stamps[p])))
     except KeyboardInterrupt:
         done = len(unique) - len(todo) + progress.done
-        print(f"{chr(10) if progress.tty else ''}interrupted: {done} of {len(unique)} videos "
+        print(f"{chr(10) if progress.tty else ''}interrupted: {done} of {plural(len(unique), 'video')} "
               f"checked, results kept in {store.path}; run the same command again to check the rest",
               file=sys.stderr)
         return 130
@@ -174,8 +180,8 @@ def run(args: argparse.Namespace) -> int:
     bad = [(e, p, results[p]) for e, p in zip(entries, paths) if results[p] is not None]
     for e, p, reason in bad:
         print(f"UNREADABLE {args.list}:{e.line}: {p}: {reason}")
-    print(f"checked {len(entries)} videos: {len(entries) - len(bad)} readable, {len(bad)} unreadable "
-          f"(results: {store.path})")
+    print(f"checked {plural(len(entries), 'video')}: {len(entries) - len(bad)} readable, "
+          f"{len(bad)} unreadable (results: {store.path})")
     if args.write_clean:
         lines = Path(args.list).read_text(encoding="utf-8-sig").splitlines()
         bad_lines = {e.line for e, _, _ in bad}
@@ -183,5 +189,5 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.write_clean)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(keep), encoding="utf-8")
-        print(f"wrote {len(keep)} readable videos to {out}")
+        print(f"wrote {plural(len(keep), 'readable video')} to {out}")
     return 1 if bad else 0

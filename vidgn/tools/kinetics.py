@@ -16,9 +16,11 @@ Outputs (in `--out`, default the data root): `classes.txt` (the standard Kinetic
 list shipped in `kinetics_classes/`, or with `--dataset csv` the train split's class names, sorted:
 the standard Kinetics index order), `train.txt`, `val.txt` and, if a test CSV is given, `test.txt`
 (lines `path label`, paths relative to the data root, labels class indices; unlabeled test clips get
-only a path), and `missing.csv`: the annotated clips that were not found, in the official CSV format
-so that it can be handed back to a downloader. A few percent of Kinetics clips are typically missing
-(videos removed from YouTube); that is reported, not an error.
+only a path), `missing.csv`: the annotated clips that were not found, in the official CSV format
+so that it can be handed back to a downloader, and `missing_classes.txt`: the classes without any
+train clip, tab-separated `index, class, why` lines under a header (`why`: `no train row`, or `no
+train clip found`; only the header when every class has clips). A few percent of Kinetics clips are
+typically missing (videos removed from YouTube); that is reported, not an error.
 
 Class names are normalised the same way in every split: surrounding whitespace stripped, inner
 whitespace collapsed to one space, and matched across splits ignoring case, so `Abseiling ` in
@@ -58,8 +60,12 @@ from vidgn.tools.kinetics_labels import (CLASS_LISTS_DIR, DATASET_NAMES, STANDAR
                                          choose_dataset, standard_classes, train_classes)
 
 MAX_SHOWN = 5  # offending CSV lines quoted in an error; the total is always given
-MAX_CLASSES_SHOWN = 30  # classes without train clips named in the report (all are in missing.csv)
+# Classes named in a warning: a partial download can lack hundreds, which would be one unreadable
+# line; the count is always given and every one is in MISSING_CLASSES_FILENAME.
+MAX_CLASSES_SHOWN = 10
 MISSING_FILENAME = "missing.csv"
+MISSING_CLASSES_FILENAME = "missing_classes.txt"
+NO_ROWS, NO_CLIPS = "no train row", "no train clip found"  # the `why` of missing_classes.txt
 
 
 class NoClipsError(KineticsError):
@@ -85,7 +91,8 @@ class SplitReport:
 
 def output_names(split_names) -> list[str]:
     """The files prepare-kinetics writes for these splits."""
-    return [CLASSES_FILENAME, *(f"{name}.txt" for name in split_names), MISSING_FILENAME]
+    return [CLASSES_FILENAME, *(f"{name}.txt" for name in split_names), MISSING_FILENAME,
+            MISSING_CLASSES_FILENAME]
 
 
 def _not_standard_error(rows: list[tuple[Path, int, str]], dataset: str) -> KineticsError:
@@ -116,7 +123,8 @@ def _unknown_classes_error(unknown: list[tuple[Path, int, str]], train_csv: Path
 def prepare_kinetics(data_root, *, train_csv, val_csv=None, test_csv=None, out_dir=None,
                      overwrite: bool = False, dataset: str = "auto",
                      classes_report: ClassesReport | None = None) -> tuple[list[str], list[SplitReport]]:
-    """Write classes.txt, train/val(/test) lists and missing.csv; see the module docstring.
+    """Write classes.txt, train/val(/test) lists, missing.csv and missing_classes.txt; see the
+    module docstring.
 
     Returns the class names and one SplitReport per split; `classes_report`, when given, is filled
     in (which class list, the classes without train rows or clips). Raises KineticsError (nothing
@@ -216,9 +224,17 @@ def prepare_kinetics(data_root, *, train_csv, val_csv=None, test_csv=None, out_d
                 for r in rep.missing_rows:
                     w.writerow([r["label"] or "", r["youtube_id"], r["time_start"], r["time_end"], r["split"]])
 
+    def write_missing_classes(path: Path) -> None:
+        # Written (header only) even when no class is missing, so that an earlier run's list, once
+        # replaced with --overwrite, never outlives the download it described.
+        why = {**{c: NO_ROWS for c in classes_report.without_rows},
+               **{c: NO_CLIPS for c in classes_report.without_clips}}
+        path.write_text("index\tclass\twhy\n" + "".join(
+            f"{i}\t{c}\t{why[c]}\n" for i, c in enumerate(classes) if c in why), encoding="utf-8")
+
     writers = {CLASSES_FILENAME: lambda path: path.write_text("".join(c + "\n" for c in classes),
                                                               encoding="utf-8"),
-               MISSING_FILENAME: write_missing}
+               MISSING_FILENAME: write_missing, MISSING_CLASSES_FILENAME: write_missing_classes}
     for name, rows in lists.items():
         if any(lab is None for _, lab in rows):
             writers[f"{name}.txt"] = lambda path, rows=rows: _write_mixed(path, rows)
@@ -274,9 +290,19 @@ def add_parser(subparsers) -> None:
                         "else csv (default: auto)")
     p.add_argument("--out", help="where to write the lists (default: the data root)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace existing classes.txt/train.txt/val.txt/test.txt/missing.csv in --out "
-                        "(only once all the new files are written)")
+                   help="replace existing classes.txt/train.txt/val.txt/test.txt/missing.csv/"
+                        "missing_classes.txt in --out (only once all the new files are written)")
     p.set_defaults(func=run)
+
+
+def _first_names(names: list[str]) -> str:
+    """The first MAX_CLASSES_SHOWN names, quoted, and how many more there are."""
+    more = len(names) - MAX_CLASSES_SHOWN
+    return ", ".join(map(repr, names[:MAX_CLASSES_SHOWN])) + (f" ... and {more} more" if more > 0 else "")
+
+
+def _have(names: list[str]) -> str:
+    return "has" if len(names) == 1 else "have"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -306,17 +332,15 @@ def run(args: argparse.Namespace) -> int:
               f"{out / CLASSES_FILENAME}")
     if info.note:
         print(f"note: {info.note}")
+    all_listed = f"all listed in {out / MISSING_CLASSES_FILENAME}"
     if info.without_rows:
-        print(f"warning: {len(info.without_rows)} of the {len(classes)} classes have no row in the train "
-              f"CSV (their indices are kept, they have nothing to train on): "
-              f"{', '.join(map(repr, info.without_rows))}")
+        print(f"warning: {len(info.without_rows)} of the {len(classes)} classes {_have(info.without_rows)} "
+              "no row in the train CSV (their indices are kept, they have nothing to train on): "
+              f"{_first_names(info.without_rows)}; {all_listed}")
     if info.without_clips:
-        # Shortened: a partial download can lack hundreds, and missing.csv has every missing clip.
-        shown = ", ".join(map(repr, info.without_clips[:MAX_CLASSES_SHOWN]))
-        more = len(info.without_clips) - MAX_CLASSES_SHOWN
-        print(f"warning: {len(info.without_clips)} classes have no train clip under the data root "
-              f"(their indices are kept; their clips are in {MISSING_FILENAME}): {shown}"
-              + (f" ... and {more} more" if more > 0 else ""))
+        print(f"warning: {len(info.without_clips)} of the {len(classes)} classes {_have(info.without_clips)} "
+              f"no train clip under the data root (their indices are kept; their clips are in {MISSING_FILENAME}): "
+              f"{_first_names(info.without_clips)}; {all_listed}")
     total_missing = 0
     for r in reports:
         pct = 100.0 * r.missing / r.annotated if r.annotated else 0.0

@@ -57,6 +57,8 @@ class Progress:
         self.stream.flush()
 
     def finish(self) -> None:
+        if self.done == 0 and self.already >= self.total:
+            return  # nothing was left to do: a rate of 0 and an unknown ETA would only puzzle
         self._write(self.line(), end="\n")
 
     def _write(self, text: str, end: str | None = None) -> None:
@@ -65,6 +67,11 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 video`, `2 videos`: the counts in the tools' messages are often 1 (a one-video list)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _hms(seconds: float) -> str:

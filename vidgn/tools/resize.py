@@ -20,7 +20,10 @@ with PyAV and written to DST at the same relative path with the extension `.mp4`
 A run can be interrupted and rerun: each video is written to a hidden temporary name beside its
 output (`.NAME.mp4.<pid>.part`) and renamed when it is complete and verified, so a file at its final
 name is always a finished one and is skipped by the next run (`--overwrite` redoes it). Leftover
-temporary files are removed when their video is redone. One run per DST at a time (a lock in DST).
+temporary files are removed when their video is redone. One run per DST at a time: a run holds an
+flock on DST/.resize-videos.lock (holding the pid of the run, for the message to a second one) and
+removes the file when it ends, however it ends; the kernel drops the flock of a killed run, so a file
+left behind by a kill -9 does not block the next run.
 SRC is only read; DST may not be SRC or inside it.
 
 Videos that fail (do not decode, no video stream, frames ending well before the duration the
@@ -52,7 +55,7 @@ from pathlib import Path
 from vidgn.data.lists import ListError, parse_list
 from vidgn.tools.kinetics_inputs import VIDEO_EXTS as KINETICS_EXTS
 from vidgn.tools.pool import run_isolating_crashes
-from vidgn.tools.progress import Progress
+from vidgn.tools.progress import Progress, plural
 from vidgn.tools.transcode import PART_SUFFIX, ResizeSettings, remove_stale_parts, resize_video
 
 # What SRC is searched for. Kinetics' formats first, in prepare-kinetics' preference order (used to
@@ -195,7 +198,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("dst", help="output folder: SRC's relative paths, extension .mp4 (not inside SRC)")
     p.add_argument("--short-side", type=int, default=320,
                    help="short side of the output in pixels, even (default: 320)")
-    p.add_argument("--list", help="only the videos of this vidgn list (paths relative to SRC)")
+    p.add_argument("--list", help="only the videos of this vidgn list (paths relative to SRC; "
+                                  "default: every video under SRC)")
     p.add_argument("--classes", help="classes.txt, if the list's labels are class names and no "
                    "classes.txt is beside it")
     p.add_argument("--upscale", action="store_true",
@@ -204,7 +208,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--preset", default="fast", choices=PRESETS,
                    help="x264 speed/size trade-off (default: fast)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="videos resized in parallel, one process each (default: min(8, CPUs))")
+                   help="videos resized in parallel, one process each (default: min(8, CPUs), "
+                        "here %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output already exists")
     p.set_defaults(func=run)
 
@@ -246,12 +251,55 @@ def run(args: argparse.Namespace) -> int:
                             f"{args.list or src}; is SRC the folder of videos?")
 
     dst.mkdir(parents=True, exist_ok=True)
-    with open(dst / LOCK_FILENAME, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _usage_error(f"another resize-videos run is writing to {dst}; wait for it or stop it.")
+    lock = lock_dst(dst)
+    if isinstance(lock, str):
+        return _usage_error(f"another resize-videos run{lock} is writing to {dst}; wait for it or stop it.")
+    try:
         return _resize_locked(args, src, dst, jobs, clashes)
+    finally:
+        unlock_dst(dst, lock)
+
+
+def lock_dst(dst: Path):
+    """Take DST's lock: the open lock file (pass it to `unlock_dst`), or, when another run holds
+    it, a string for the message: ` (pid N)` or empty.
+
+    flock, not the file's existence, is the lock: the kernel releases it when its holder dies, so
+    the file a killed run leaves behind is simply taken over.
+    """
+    path = dst / LOCK_FILENAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not truncated: it may be the holder's
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            return f" (pid {holder})" if holder.isdigit() else ""
+        # The holder removes the file as it ends (unlock_dst): if that happened between our open and
+        # our flock, we hold a lock on a removed file while a third run may lock a new one at the
+        # path. Only a lock on the file that is at the path counts; otherwise try again.
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        mine = os.fstat(fd)
+        if st is not None and (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
+def unlock_dst(dst: Path, lock: int) -> None:
+    """Remove the lock file, then release the lock: removed while still held, so no other run can
+    have locked it in between (a run that opened it before the removal retries, see lock_dst)."""
+    try:
+        os.unlink(dst / LOCK_FILENAME)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(lock)
 
 
 def _resize_locked(args: argparse.Namespace, src: Path, dst: Path, jobs: dict[str, str],
@@ -262,7 +310,7 @@ def _resize_locked(args: argparse.Namespace, src: Path, dst: Path, jobs: dict[st
     settings = ResizeSettings(short_side=args.short_side, crf=args.crf, preset=args.preset,
                               upscale=args.upscale)
     done_note = "--overwrite: finished ones redone" if args.overwrite else f"{skipped} already done"
-    print(f"{len(jobs)} videos ({done_note}), {len(todo)} to resize to short side "
+    print(f"{plural(len(jobs), 'video')} ({done_note}), {len(todo)} to resize to short side "
           f"{args.short_side} ({args.workers} workers)", file=sys.stderr, flush=True)
     rel_of = {s: os.path.relpath(s, src).replace(os.sep, "/") for s, _ in todo}
     failures = list(clashes)
