@@ -86,8 +86,14 @@ def test_report_bn_checkpoint_other_class_count(tmp_path, caplog):
     torch.save(net2d.state_dict(), path)
     with caplog.at_level(logging.INFO, logger="vidgn.models.i3d"):
         model = I3DResNet(depth=50, num_classes=400, pretrained_2d=str(path))
-    assert "inflated 10 conv kernels" in caplog.text and "mismatched (2)" in caplog.text
+    # Another class count is the usual fine-tuning case: one line, not fc under missing and mismatched.
+    (record,) = caplog.records
+    assert record.levelno == logging.INFO and "\n" not in record.getMessage()
+    assert ("inflated 10 conv kernels" in caplog.text
+            and "fc: kept the initialisation (checkpoint 1000 classes, model 400)" in caplog.text)
+    assert "missing" not in caplog.text and "mismatched" not in caplog.text
     report = load_pretrained_2d(model, path)
+    assert report.fc_classes == (1000, 400) and report.problems() == []
     assert len(report.inflated) == 10  # conv1 + the 9 inflated bottleneck conv_a (3+2+3+1)
     assert report.missing == ["fc.weight", "fc.bias"]  # fc skipped: 1000 vs 400 classes
     assert report.mismatched == ["fc.weight: (1000, 2048) -> (400, 2048)", "fc.bias: (1000,) -> (400,)"]
@@ -112,6 +118,58 @@ def test_report_between_bn_and_gn(tmp_path):
     report = load_pretrained_2d(bn_model, gn_path)  # the GN checkpoint has no statistics
     assert report.unexpected == [] and report.missing
     assert all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in report.missing)
+
+
+def test_a_bn_checkpoint_in_a_gn_model_warns(tmp_path, caplog):
+    """BN statistics have no place in GN: the load is partial and must be loud, not an INFO line."""
+    path = tmp_path / "bn.pth"
+    torch.save(random_2d_resnet("resnet18", gn=False).state_dict(), path)
+    with caplog.at_level(logging.INFO, logger="vidgn.models.i3d"):
+        I3DResNet(depth=18, num_classes=1000, norm="gn", pretrained_2d=str(path))
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "norm='gn'" in record.getMessage() and "unexpected (60)" in record.getMessage()
+    assert "bn1.running_mean" in record.getMessage()
+
+
+def deflated_2d_checkpoint(path, **i3d_kwargs) -> None:
+    """A torchvision-layout 2D state dict that fits I3DResNet(**i3d_kwargs) (e.g. the narrow
+    synthetic nets, for which torchvision has no ResNet): each kernel summed over time."""
+    model = I3DResNet(**i3d_kwargs)
+    state_3d = model.state_dict()
+    keys_2d = torchvision.models.resnet18(weights=None).state_dict()
+    state_2d = {}
+    for key in keys_2d:
+        w = state_3d[map_2d_key(key)]
+        state_2d[key] = w.sum(2) if w.ndim == 5 else w
+    torch.save(state_2d, path)
+
+
+def test_a_fit_shows_the_inflation_summary(tmp_path, synthetic_dataset, capsys):
+    """Unconfigured logging (a plain `vidgn fit`) shows warnings only; the summary is INFO and must
+    still reach the console, without lowering Lightning's level."""
+    from test_training import run_args
+    from vidgn.cli import main
+
+    path = tmp_path / "r18_narrow.pth"
+    deflated_2d_checkpoint(path, depth=18, base_channels=16, num_classes=1000, norm="bn")
+    root, vidgn_log = logging.getLogger(), logging.getLogger("vidgn")
+    saved, level, lightning_level = root.handlers[:], vidgn_log.level, logging.getLogger("lightning.pytorch").level
+    root.handlers.clear()  # as outside pytest: nobody configured logging
+    try:
+        status = main(["fit", *run_args(synthetic_dataset, tmp_path / "run", epochs=1, norm="bn"),
+                       "--model.network.init_args.pretrained_2d", str(path),
+                       "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0"])
+    finally:
+        root.handlers[:] = saved
+        for handler in vidgn_log.handlers[:]:
+            vidgn_log.removeHandler(handler)
+        vidgn_log.setLevel(level)
+    assert status == 0
+    err = capsys.readouterr().err
+    assert f"I3DResNet: pretrained_2d {path}: inflated" in err
+    assert "fc: kept the initialisation (checkpoint 1000 classes, model 4)" in err
+    assert logging.getLogger("lightning.pytorch").level == lightning_level
 
 
 class _NotATensor:

@@ -95,6 +95,73 @@ def test_fit_into_an_earlier_run_is_refused_unless_resuming_or_starting_over(tmp
     assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
 
 
+def test_a_fit_that_failed_at_the_start_does_not_block_the_corrected_rerun(tmp_path, synthetic_dataset, caplog):
+    root = tmp_path / "run"
+    no_val = ("--trainer.limit_val_batches", "0")
+    # Checks that need the built model and data run before the Trainer writes anything.
+    assert main(["fit", *run_args(synthetic_dataset, root, epochs=1), *no_val, "--data.num_frames", "4"]) == 2
+    assert not root.exists() or not any(root.iterdir())
+    # A fit that fails at its first step (here: a NaN loss) leaves config, hparams and events behind,
+    # but trained nothing: the corrected rerun moves them aside (not into its own TensorBoard run).
+    nan = ("--model.network", "tests.helpers.NaNAfterSteps", "--model.network.init_args.nan_from", "1")
+    with pytest.raises(NonFiniteLossError):
+        _fit(synthetic_dataset, root, 1, *no_val, *nan)
+    leftovers = sorted(p.name for p in root.iterdir())
+    assert "config.yaml" in leftovers and any(n.startswith("events.out.tfevents.") for n in leftovers)
+    with caplog.at_level(logging.WARNING, logger="vidgn.training"):
+        cli = _fit(synthetic_dataset, root, 1, *no_val)
+    assert cli.trainer.global_step == steps_per_epoch(synthetic_dataset)
+    assert "held only the leftovers of a fit that never trained a step" in caplog.text
+    (aside,) = root.glob("replaced-*")
+    assert sorted(p.name for p in aside.iterdir()) == leftovers  # nothing lost
+    assert len(list(root.glob("events.out.tfevents.*"))) == 1
+    # That run trained: the next fit there is refused again.
+    with pytest.raises(RunDirError, match="already holds a run"):
+        _fit(synthetic_dataset, root, 1, *no_val)
+
+
+def test_what_counts_as_a_run_that_trained(tmp_path):
+    """Checkpoints, reports and logged training values make a run; learning rates (logged as a step
+    starts) and TensorBoard's hyperparameter records do not."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vidgn.training.runs import earlier_run_files, never_trained
+
+    def run_with(files: dict[str, str]) -> bool:
+        root = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        return never_trained(earlier_run_files(root))
+
+    assert run_with({"metrics.csv": "lr-SGD/decay,step\n0.1,0\n0.1,1\n"})
+    assert not run_with({"metrics.csv": "epoch,lr-SGD,step,train/loss\n0,,4,1.38\n"})
+    assert not run_with({"checkpoints/best.ckpt": ""})
+    assert not run_with({"test_summary.json": "{}"})
+    for tag, trained in (("lr-SGD", False), ("train/loss", True)):
+        events = tmp_path / f"tb-{tag.replace('/', '_')}"
+        writer = SummaryWriter(str(events))
+        writer.add_hparams({"lr": 0.1}, {"hp_metric": -1}, run_name=".")
+        writer.add_scalar(tag, 0.5, 0)
+        writer.close()
+        assert never_trained(sorted(events.glob("events.out.tfevents.*"))) is not trained, tag
+
+
+def test_a_trainer_setting_this_machine_cannot_run_is_one_short_message(tmp_path, synthetic_dataset, capsys):
+    """configs/kinetics has accelerator gpu: on a machine without one, a short message (exit 2)."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU")
+    root = tmp_path / "run"
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "checkpoints/last.ckpt").write_bytes(b"")  # never read: the Trainer is refused first
+    args = [*run_args(synthetic_dataset, root), "--ckpt_path", "last", "--trainer.accelerator", "gpu"]
+    assert main(["test", *args]) == 2
+    err = capsys.readouterr().err
+    assert "vidgn test: error: No supported gpu backend found!" in err and "--trainer.accelerator cpu" in err
+    assert "Traceback" not in err and len(err.splitlines()) <= 4
+
+
 # ---- sub-batch BN ------------------------------------------------------------------------------
 
 def test_bn_clips_is_checked_when_the_config_is_read(tmp_path, synthetic_dataset, caplog):
@@ -187,6 +254,14 @@ def test_a_training_list_shorter_than_one_batch_names_the_list(tmp_path, synthet
     with pytest.raises(ValueError, match=f"data.train_list {short} has {CLIPS - 1} videos.*fewer than one batch"):
         _fit(synthetic_dataset, tmp_path / "run", 1, "--data.train_list", str(short), "--data.classes_file",
              str(synthetic_dataset.classes_file))
+    assert not (tmp_path / "run").exists()  # checked before the Trainer wrote its logs: no leftovers
+    missing = tmp_path / "missing.txt"
+    missing.write_text("".join(f"{synthetic_dataset.root / line}\n" for line in _list_lines(synthetic_dataset.train_list))
+                       + f"{tmp_path / 'gone.mp4'} 0\n")
+    with pytest.raises(ValueError, match="1 video.s. not found"):
+        _fit(synthetic_dataset, tmp_path / "run", 1, "--data.train_list", str(missing), "--data.classes_file",
+             str(synthetic_dataset.classes_file))
+    assert not (tmp_path / "run").exists()
 
 
 # ---- messages a user can act on ----------------------------------------------------------------

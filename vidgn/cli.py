@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -55,8 +56,38 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current sys.stderr (as logging's own last-resort handler does), so that a
+    replaced stderr (a test's capture, a redirect) is honoured."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _show_vidgn_info() -> None:
+    """Show vidgn's INFO messages (a few per run: the inflation summary, precise BN) on stderr.
+
+    Unconfigured, Python shows warnings only (logging's last resort), while Lightning gives its own
+    logger an INFO handler; vidgn's logger gets the same here, leaving Lightning's as it is. A caller
+    that configured logging itself (handlers on the root or vidgn logger) keeps its setup."""
+    logger = logging.getLogger("vidgn")
+    if logging.getLogger().handlers or logger.handlers:
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))  # as Lightning's and the last-resort lines
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
 def _run_lightning(args_list: list[str], argv: list[str] | None) -> int:
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException as FabricMisconfiguration
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
     from vidgn.data.datamodule import TooManyBadVideos
     from vidgn.training.cli import run_lightning_cli
@@ -64,7 +95,12 @@ def _run_lightning(args_list: list[str], argv: list[str] | None) -> int:
 
     # Mistakes in the input (config, lists, videos, checkpoints) get a short message naming the
     # file/line/setting and the fix; the traceback is for VIDGN_DEBUG=1.
-    user_errors = (ValueError, OSError, TooManyBadVideos, NonFiniteLossError, NoValidationScores)
+    # Lightning's MisconfigurationException (the same class in lightning.pytorch and .fabric today;
+    # both named in case they part) is a trainer setting that cannot work here, e.g. accelerator gpu
+    # on a machine without one.
+    user_errors = (ValueError, OSError, TooManyBadVideos, NonFiniteLossError, NoValidationScores,
+                   MisconfigurationException, FabricMisconfiguration)
+    _show_vidgn_info()
     try:
         _check_config_files(args_list)
         cli = run_lightning_cli(argv)  # None: LightningCLI reads sys.argv itself
@@ -75,7 +111,12 @@ def _run_lightning(args_list: list[str], argv: list[str] | None) -> int:
     except user_errors as e:
         if os.environ.get("VIDGN_DEBUG"):
             raise
-        print(f"vidgn {args_list[0]}: error: {e}\n(VIDGN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        hint = ""
+        if isinstance(e, (MisconfigurationException, FabricMisconfiguration)) and any(
+                w in str(e).lower() for w in ("gpu", "cuda", "accelerator", "device")):
+            hint = ("\nThe config's trainer.accelerator/devices do not exist on this machine: run on a "
+                    "machine that has them, or override them, e.g. --trainer.accelerator cpu --trainer.devices 1")
+        print(f"vidgn {args_list[0]}: error: {e}{hint}\n(VIDGN_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
     return cli.exit_status
 

@@ -253,7 +253,13 @@ class I3DResNet(nn.Module):
             from vidgn.models.inflate import load_pretrained_2d
 
             report = load_pretrained_2d(self, pretrained_2d)
-            log.info("I3DResNet: inflated %s\n%s", pretrained_2d, report.summary())
+            if report.problems():
+                # Loud: part of the network keeps its random init (or checkpoint tensors go unused),
+                # e.g. a BN checkpoint loaded into norm='gn' -- rarely what the experiment meant.
+                log.warning("I3DResNet(norm=%r): pretrained_2d %s does not fully fit this network:\n%s",
+                            self.norm_name, pretrained_2d, report.summary())
+            else:
+                log.info("I3DResNet: pretrained_2d %s: %s", pretrained_2d, report.summary().replace("\n", "; "))
 
     # -- initialisation ----------------------------------------------------------------------------
     def residual_blocks(self) -> list[ResBlock]:
@@ -284,17 +290,27 @@ class I3DResNet(nn.Module):
         """Outputs of conv1, res2, res3, res4, res5 (each (B, C, T', H', W'))."""
         if x.ndim != 5:
             raise ValueError(f"I3DResNet expects (B, C, T, H, W) clips, got shape {tuple(x.shape)}")
+        self.check_num_frames(x.shape[2])
         out = {}
         x = out["conv1"] = self.conv1(x)             # (B, 64, T/2, H/2, W/2)
         x = self.pool1(x)
-        if x.shape[2] < 2:  # pool2 halves time once more
-            raise ValueError(f"I3DResNet: a clip of {out['conv1'].shape[2] * 2} frames is too short; time is "
-                             "downsampled 8x (conv1, pool1, pool2), so use clips of at least 8 frames")
         x = out["res2"] = self.res2(x)               # (B, 256, T/4, H/4, W/4)
         x = out["res3"] = self.res3(self.pool2(x))   # (B, 512, T/8, H/8, W/8)
         x = out["res4"] = self.res4(x)               # (B, 1024, T/8, H/16, W/16)
         out["res5"] = self.res5(x)                   # (B, 2048, T/8, H/32, W/32)
         return out
+
+    def check_num_frames(self, num_frames: int) -> None:
+        """Raise ValueError if clips of `num_frames` frames are too short for this network. The
+        training code calls it with data.num_frames before a run writes anything; forward checks
+        every clip (shapes only: no computation)."""
+        t = int(num_frames)
+        for k, s, p in ((self.conv1.conv.kernel_size[0], self.conv1.conv.stride[0], self.conv1.conv.padding[0]),
+                        (self.pool1.kernel_size[0], self.pool1.stride[0], self.pool1.padding[0])):
+            t = (t + 2 * p - k) // s + 1  # conv/pool output length (no dilation, floor mode)
+        if t < 2:  # pool2 halves time once more
+            raise ValueError(f"I3DResNet: a clip of {num_frames} frames is too short; time is downsampled 8x "
+                             "(conv1, pool1, pool2), so use clips of at least 8 frames (data.num_frames)")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Globally average-pooled res5 features, (B, num_features). Works for any crop size."""

@@ -42,17 +42,40 @@ class InflateReport:
 
     inflated: list[str] = field(default_factory=list)     # conv kernels t x k x k from k x k
     copied: list[str] = field(default_factory=list)       # norms, 1x1 convs kept 1x1x1, fc
-    missing: list[str] = field(default_factory=list)      # model keys the checkpoint did not set
+    missing: list[str] = field(default_factory=list)      # model keys the checkpoint did not set (mismatched included)
     unexpected: list[str] = field(default_factory=list)   # checkpoint keys (2D names) not used
     mismatched: list[str] = field(default_factory=list)   # "key: 2D shape -> 3D shape", skipped
+    # (checkpoint, model) class counts when only fc's class count differs: fine-tuning on another
+    # dataset, the expected case, so it is reported as one line and is no problem.
+    fc_classes: tuple[int, int] | None = None
+
+    def _other_class_count(self, key: str) -> bool:
+        return self.fc_classes is not None and key.split(":")[0] in ("fc.weight", "fc.bias")
+
+    def _listed(self) -> dict[str, list[str]]:
+        # A mismatched key is also missing; list it once, under mismatched. fc with another class
+        # count gets its own line (summary).
+        mismatched = [k for k in self.mismatched if not self._other_class_count(k)]
+        skipped = {k.split(":")[0] for k in self.mismatched}
+        missing = [k for k in self.missing if k not in skipped]
+        return {"missing": missing, "unexpected": self.unexpected, "mismatched": mismatched}
+
+    def problems(self) -> list[str]:
+        """Lines naming what the checkpoint did not set or could not use, fc with another class count
+        aside (empty: everything but that fits)."""
+        lines = [f"{name} ({len(keys)}): " + ", ".join(keys[:12]) + (" ..." if len(keys) > 12 else "")
+                 for name, keys in self._listed().items() if keys]
+        stats = ("running_mean", "running_var", "num_batches_tracked")
+        if self.unexpected and all(k.endswith(stats) for k in self.unexpected):
+            lines.append("(the unused tensors are BN running statistics: a BN checkpoint, and this norm has none)")
+        return lines
 
     def summary(self) -> str:
         lines = [f"inflated {len(self.inflated)} conv kernels, copied {len(self.copied)} tensors"]
-        for name in ("missing", "unexpected", "mismatched"):
-            keys = getattr(self, name)
-            if keys:
-                lines.append(f"{name} ({len(keys)}): " + ", ".join(keys[:12]) + (" ..." if len(keys) > 12 else ""))
-        return "\n".join(lines)
+        if self.fc_classes is not None:
+            lines.append(f"fc: kept the initialisation (checkpoint {self.fc_classes[0]} classes, "
+                         f"model {self.fc_classes[1]})")
+        return "\n".join(lines + self.problems())
 
 
 def map_2d_key(key: str) -> str | None:
@@ -103,6 +126,11 @@ def inflate_2d_state_dict(state_2d: dict[str, torch.Tensor],
         else:
             report.mismatched.append(f"{key}: {tuple(w.shape)} -> {shape}")
     report.missing = [k for k in target if k not in out]
+    fc_2d, fc_3d = state_2d.get("fc.weight"), target.get("fc.weight")
+    if (fc_2d is not None and fc_3d is not None and fc_2d.ndim == fc_3d.ndim == 2
+            and fc_2d.shape[1] == fc_3d.shape[1] and fc_2d.shape[0] != fc_3d.shape[0]
+            and "fc.weight" not in out and "fc.bias" not in out):
+        report.fc_classes = (int(fc_2d.shape[0]), int(fc_3d.shape[0]))
     return out, report
 
 

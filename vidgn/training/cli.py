@@ -84,6 +84,16 @@ class VidgnCLI(LightningCLI):
         name = "config.yaml" if self.subcommand == "fit" else f"config_{self.subcommand}.yaml"
         self.save_config_kwargs.update(config_filename=name, overwrite=True)
 
+    def before_fit(self) -> None:
+        # The checks that need the built model and data, now: the Trainer writes config.yaml,
+        # hparams.yaml and TensorBoard events before it reaches them (datamodule.setup, the first
+        # forward), and those leftovers would stand in the corrected rerun's way.
+        check_frames = getattr(getattr(self.model, "network", None), "check_num_frames", None)
+        if callable(check_frames):
+            check_frames(self.datamodule.clip.num_frames)
+        self.datamodule.trainer = self.trainer  # what fit does first; setup needs the world size
+        self.datamodule.setup("fit")  # lists parsed, videos found, one full training batch
+
     def _after_evaluation(self) -> None:
         # A partial evaluation (too many videos left out) still writes its report, but must not
         # look like a full result to a job script either.

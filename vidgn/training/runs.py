@@ -5,6 +5,10 @@ reports. `vidgn fit` refuses a directory that holds an earlier run unless it res
 (`--ckpt_path last`) or is told to start over (`--start_over true`, which moves the earlier files
 aside, never deletes them). `vidgn test|validate|predict` must say which checkpoint they score:
 `last` (the newest state), `best` (the best by validation) or a file.
+
+A directory holding only the leftovers of a fit that never trained a step (config, hparams,
+TensorBoard events with nothing but the hyperparameters, see `never_trained`) is no run: a fit that
+failed its first checks must not block the corrected rerun. Those leftovers are moved aside too.
 """
 from __future__ import annotations
 
@@ -43,6 +47,65 @@ def earlier_run_files(root: Path) -> list[Path]:
     return found
 
 
+# What a fit logs before its first step has trained: TensorBoard's hyperparameter records (and its
+# hp_metric placeholder), and the learning rate, which LearningRateMonitor logs at the *start* of a
+# step. Any other value (loss, accuracy, validation scores, ...) means a step or an epoch finished.
+_SETUP_TAGS = ("hp_metric", "_hparams_/")
+_LR_PREFIX = "lr-"
+_CSV_INDEX_COLUMNS = ("step", "epoch")
+
+
+def never_trained(files: list[Path]) -> bool:
+    """Whether `files` (earlier_run_files of a run directory) are only what a fit writes before it has
+    trained a step: no checkpoint, no evaluation report, metrics.csv without a trained value and
+    TensorBoard events holding nothing but the hyperparameters and learning rates. Unreadable files
+    count as a run (nothing is moved on a guess)."""
+    for path in files:
+        try:
+            if path.name == "metrics.csv":
+                if _csv_has_training_values(path):
+                    return False
+            elif path.name.startswith("events.out.tfevents."):
+                if _events_have_training_values(path):
+                    return False
+            else:  # checkpoints, *_summary.json, *_predictions.csv
+                return False
+        except Exception:  # noqa: BLE001 - unreadable or unparsable: treat it as a real run
+            return False
+    return True
+
+
+def _is_training_value(tag: str) -> bool:
+    return not tag.startswith(_SETUP_TAGS) and not tag.startswith(_LR_PREFIX) and tag not in _CSV_INDEX_COLUMNS
+
+
+def _csv_has_training_values(path: Path) -> bool:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        return any(value not in (None, "") and _is_training_value(column)
+                   for row in csv.DictReader(f) for column, value in row.items() if column is not None)
+
+
+def _events_have_training_values(path: Path) -> bool:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return any(_is_training_value(value.tag) for event in EventFileLoader(str(path)).Load()
+               for value in event.summary.value)
+
+
+def _move_aside(root: Path, earlier: list[Path]) -> Path:
+    """Move an earlier run's files (checkpoints, logs, configs, reports) into root/replaced-<time>/."""
+    aside = root / time.strftime("replaced-%Y%m%d-%H%M%S")
+    aside.mkdir()
+    for path in [root / "checkpoints", *(p for p in earlier if p.parent == root),
+                 *(root / n for n in ("config.yaml", "config_test.yaml", "config_validate.yaml",
+                                      "config_predict.yaml", "hparams.yaml"))]:
+        if path.exists():
+            shutil.move(str(path), str(aside / path.name))
+    return aside
+
+
 def _launched_child() -> bool:
     # Lightning's DDP launcher re-runs the command in child processes (LOCAL_RANK >= 1) once rank 0
     # has started writing; the checks are rank 0's (and every rank's under SLURM/torchrun alike).
@@ -64,14 +127,15 @@ def check_run_dir(config: Any) -> None:
     if ckpt not in (None, "last") and Path(ckpt).resolve().parent == checkpoint_dir(config).resolve():
         return  # resuming from one of its own checkpoints
     if config.get("start_over"):
-        aside = root / time.strftime("replaced-%Y%m%d-%H%M%S")
-        aside.mkdir()
-        for path in [root / "checkpoints", *(p for p in earlier if p.parent == root),
-                     *(root / n for n in ("config.yaml", "config_test.yaml", "config_validate.yaml",
-                                          "config_predict.yaml", "hparams.yaml"))]:
-            if path.exists():
-                shutil.move(str(path), str(aside / path.name))
+        aside = _move_aside(root, earlier)
         log.warning("--start_over: moved the earlier run in %s to %s", root, aside)
+        return
+    if ckpt != "last" and never_trained(earlier):
+        # A fit that failed before its first step (a check, a crash at start-up): nothing to resume,
+        # and its events must not mix with this run's in TensorBoard. Moved, not deleted.
+        aside = _move_aside(root, earlier)
+        log.warning("run directory %s held only the leftovers of a fit that never trained a step; "
+                    "moved them to %s", root, aside)
         return
     shown = ", ".join(str(p.relative_to(root)) for p in earlier[:4]) + (" ..." if len(earlier) > 4 else "")
     resume = ("Resume it with --ckpt_path last, pick" if last.is_file()
