@@ -25,7 +25,7 @@ from vidgn.data.transforms import normalize
 from vidgn.models import I3DResNet
 from vidgn.models.convert import DETECTRON, VIDGN_DEFAULT, torchvision_to_detectron
 from vidgn.models.convert.state_files import read_safetensors
-from vidgn.tools.convert_2d_measure import random_resnet50
+from vidgn.tools.convert_2d_measure import random_resnet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,7 +113,7 @@ def test_vidgn_convention_is_the_data_pipelines():
 
 @pytest.fixture(scope="module")
 def detectron_net():
-    return random_resnet50(gn=True, seed=0)
+    return random_resnet(gn=True, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_detectron_default_mean_is_source_on_vidgn_mean(detectron_net, detectron
 
 @pytest.mark.parametrize("suffix,exact", [(".safetensors", True), (".bin", False)])
 def test_timm_round_trip(tmp_path, capsys, suffix, exact):
-    net = random_resnet50(gn=True, seed=3)
+    net = random_resnet(gn=True, seed=3)
     src, out = tmp_path / ("model" + suffix), tmp_path / "r50_gn.pth"
     if suffix == ".safetensors":
         write_safetensors(net.state_dict(), src)
@@ -183,7 +183,7 @@ def test_timm_round_trip(tmp_path, capsys, suffix, exact):
 
 
 def test_torchvision_bn_folds_offset_into_running_mean(tmp_path, capsys):
-    net = random_resnet50(gn=False, seed=5)
+    net = random_resnet(gn=False, seed=5)
     src, out, exact_out = tmp_path / "resnet50.pth", tmp_path / "bn.pth", tmp_path / "bn_exact.pth"
     torch.save(net.state_dict(), src)
     assert convert(capsys, "--from", "torchvision", src, out)[0] == 0

@@ -9,6 +9,7 @@ from torch import nn
 
 from vidgn.models import I3DResNet, load_pretrained_2d
 from vidgn.models.inflate import map_2d_key
+from vidgn.tools.convert_2d_measure import random_resnet
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -17,24 +18,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REL_TOL = 1e-4
 
 
-def gn32(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, channels)
-
-
 def random_2d_resnet(arch: str, gn: bool, seed: int = 0) -> nn.Module:
     """Randomly initialised torchvision ResNet with non-trivial norm parameters and statistics."""
-    torch.manual_seed(seed)
-    kw = {"norm_layer": gn32} if gn else {}
-    model = getattr(torchvision.models, arch)(weights=None, **kw)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
+    return random_resnet(arch, gn=gn, seed=seed)
 
 
 def features_2d(model: nn.Module, frame: torch.Tensor) -> torch.Tensor:

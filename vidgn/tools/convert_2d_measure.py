@@ -23,12 +23,12 @@ from vidgn.models.convert.convention import (
 )
 
 
-def random_resnet50(*, gn: bool, seed: int) -> nn.Module:
-    """A randomly initialised torchvision ResNet-50 (GN: 32 groups) with non-trivial norm parameters
+def random_resnet(arch: str = "resnet50", *, gn: bool, seed: int) -> nn.Module:
+    """A randomly initialised torchvision ResNet (GN: 32 groups) with non-trivial norm parameters
     and statistics, in eval mode: the stand-in for ImageNet weights, which cannot be downloaded here."""
     torch.manual_seed(seed)
     kw = {"norm_layer": lambda c: nn.GroupNorm(32, c)} if gn else {}
-    model = torchvision.models.resnet50(weights=None, **kw)
+    model = getattr(torchvision.models, arch)(weights=None, **kw)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
@@ -49,10 +49,10 @@ def _prep(pixels: torch.Tensor, conv: InputConvention) -> torch.Tensor:
 
 def measure(source: InputConvention, *, gn: bool, size: int, images: int, seed: int = 0,
             target: InputConvention = VIDGN_DEFAULT) -> dict[str, float]:
-    src = random_resnet50(gn=gn, seed=seed)
+    src = random_resnet(gn=gn, seed=seed)
     state = {k: v.clone() for k, v in src.state_dict().items()}
     fold_input_convention(state, source=source, target=target)
-    ours = random_resnet50(gn=gn, seed=seed)
+    ours = random_resnet(gn=gn, seed=seed)
     ours.load_state_dict(state)
     g = torch.Generator().manual_seed(seed + 1)
     pixels = F.interpolate(torch.rand(images, 3, 8, 8, generator=g), size=(size, size), mode="bilinear")

@@ -95,26 +95,29 @@ def output_names(split_names) -> list[str]:
             MISSING_CLASSES_FILENAME]
 
 
-def _not_standard_error(rows: list[tuple[Path, int, str]], dataset: str) -> KineticsError:
+def _bad_rows(rows: list[tuple[Path, int, str]]) -> tuple[str, str]:
+    """(the first names, the first `file:line: label` rows) of CSV rows with a bad label, for errors."""
     names = sorted({label for _, _, label in rows})
     shown = "\n".join(f"  {path}:{line}: {label!r}" for path, line, label in rows[:MAX_SHOWN])
     more = f"\n  ... and {len(rows) - MAX_SHOWN} more" if len(rows) > MAX_SHOWN else ""
+    return f"{', '.join(map(repr, names[:10]))}{' ...' if len(names) > 10 else ''}", shown + more
+
+
+def _not_standard_error(rows: list[tuple[Path, int, str]], dataset: str) -> KineticsError:
+    names, shown = _bad_rows(rows)
     return KineticsError(
         f"{len(rows)} row(s) have a class that is not in the {DATASET_NAMES[dataset]} class list "
         f"({CLASS_LISTS_DIR / STANDARD_LISTS[dataset]}; compared ignoring case and spacing): "
-        f"{', '.join(map(repr, names[:10]))}{' ...' if len(names) > 10 else ''}\n{shown}{more}\n"
+        f"{names}\n{shown}\n"
         f"Fix: pass the --dataset these CSVs are from (k400, k600, k700), or --dataset csv to take "
         "the classes from the train CSV (a custom class set). Nothing was written.")
 
 
 def _unknown_classes_error(unknown: list[tuple[Path, int, str]], train_csv: Path) -> KineticsError:
-    names = sorted({label for _, _, label in unknown})
-    shown = "\n".join(f"  {path}:{line}: {label!r}" for path, line, label in unknown[:MAX_SHOWN])
-    more = f"\n  ... and {len(unknown) - MAX_SHOWN} more" if len(unknown) > MAX_SHOWN else ""
+    names, shown = _bad_rows(unknown)
     return KineticsError(
         f"{len(unknown)} val/test row(s) have a class that {train_csv} does not have (names compared "
-        f"ignoring case and spacing): {', '.join(map(repr, names[:10]))}"
-        f"{' ...' if len(names) > 10 else ''}\n{shown}{more}\n"
+        f"ignoring case and spacing): {names}\n{shown}\n"
         "Fix: correct the label in that CSV (a typo?) or remove the row, and check that --train-csv "
         "is the matching train CSV. A class train does not have would be added to classes.txt and "
         "shift every class index after it. Nothing was written.")
