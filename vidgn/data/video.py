@@ -29,6 +29,7 @@ reason, so the dataset can skip or replace the video instead of killing the work
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -174,13 +175,19 @@ def _seeks_exactly(reader, path: str, num_frames: int) -> bool:
         return True  # no index to check; decoding reports what goes wrong
     if not np.isfinite(stamps).all() or (stamps < 0).any():  # AV_NOPTS_VALUE (AVI) reads as -3e17
         return False
-    shown = _keyframe_display_positions(path)
-    return shown is None or shown == keys
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True
+    shown = _keyframe_display_positions(path, st.st_size, st.st_mtime_ns)
+    return shown is None or list(shown) == keys
 
 
-def _keyframe_display_positions(path: str) -> list[int] | None:
+@functools.lru_cache(maxsize=4096)
+def _keyframe_display_positions(path: str, size: int, mtime_ns: int) -> tuple[int, ...] | None:
     """Display positions of the video's keyframes from its packet headers (PyAV, ~1 ms for a
-    10 s clip, nothing decoded); None when the container does not say (then decord is trusted)."""
+    10 s clip, nothing decoded); None when the container does not say (then decord is trusted).
+    Cached per file version (size, mtime): a worker opens the same videos again every epoch."""
     try:
         import av
 
@@ -191,7 +198,7 @@ def _keyframe_display_positions(path: str) -> list[int] | None:
     if any(pts is None for pts, _ in packets):
         return None
     rank = {pts: i for i, pts in enumerate(sorted(pts for pts, _ in packets))}
-    return [rank[pts] for pts, key in packets if key]
+    return tuple(rank[pts] for pts, key in packets if key)
 
 
 def decode_frames(reader, indices: np.ndarray | list[int], path: str | Path = "?") -> torch.Tensor:
