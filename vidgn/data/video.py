@@ -219,15 +219,17 @@ def decode_frames(reader, indices: np.ndarray | list[int], path: str | Path = "?
     try:
         frames = _to_torch(reader.get_batch(indices))
     except Exception as e:
-        if "DECORDArrayCopyFromTo" not in str(e):
-            raise VideoDecodeError(path, f"decode failed for frames {indices[0]}..{max(indices)}: {_short(e)}") from e
-        # decord bug on frames whose RGB rows are padded (0.6: widths 16, 24, 48, 72 of 16..700;
-        # decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): get_batch cannot copy them. Read them one
-        # by one.
+        # get_batch fails on frames that do decode in two known ways; read them one by one before
+        # calling the video bad (a really damaged frame fails again, with get_batch's reason):
+        # * decord's bug on frames whose RGB rows are padded (0.6: widths 16, 24, 48, 72 of 16..700;
+        #   decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): get_batch cannot copy them;
+        # * decord2's decoder thread reads ahead: a damaged packet after the wanted frames can fail
+        #   the batch (1 of 200 tries on tests/test_bad_videos.py's late-corrupt mp4).
         try:
             frames = _decode_sequential(reader, indices)
         except Exception as e2:
-            raise VideoDecodeError(path, f"decode failed for frames {indices[0]}..{max(indices)}: {_short(e2)}") from e2
+            reason = e2 if "DECORDArrayCopyFromTo" in str(e) else e
+            raise VideoDecodeError(path, f"decode failed for frames {indices[0]}..{max(indices)}: {_short(reason)}") from e2
     return _checked(frames, indices, path)
 
 
