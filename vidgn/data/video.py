@@ -147,7 +147,8 @@ def open_video(path: str | Path, num_threads: int = 1):
     path = str(path)
     said: list[str] = []  # decord's own words on why it cannot open the file (stderr only)
     try:
-        if Path(path).stat().st_size == 0:
+        st = os.stat(path)  # also the file version the keyframe check is cached under
+        if st.st_size == 0:
             raise VideoDecodeError(path, "empty file (0 bytes)")
         with _decord_open_errors() as said:
             reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
@@ -162,11 +163,11 @@ def open_video(path: str | Path, num_threads: int = 1):
         why = said[-1].removeprefix(f"{path}, ") if said else _short(e)
         raise VideoDecodeError(path, f"cannot open: {why}") from e
     # An attribute on decord's (Python) reader keeps the callers' (reader, info) API unchanged.
-    reader.vidgn_seeks_exactly = _seeks_exactly(reader, path, num_frames)
+    reader.vidgn_seeks_exactly = _seeks_exactly(reader, path, num_frames, st)
     return reader, VideoInfo(num_frames=num_frames, fps=fps)
 
 
-def _seeks_exactly(reader, path: str, num_frames: int) -> bool:
+def _seeks_exactly(reader, path: str, num_frames: int, st: os.stat_result) -> bool:
     """Whether decord's seeks land on the frame asked for (see the module docstring)."""
     try:
         keys = [int(k) for k in reader.get_key_indices()]
@@ -175,10 +176,6 @@ def _seeks_exactly(reader, path: str, num_frames: int) -> bool:
         return True  # no index to check; decoding reports what goes wrong
     if not np.isfinite(stamps).all() or (stamps < 0).any():  # AV_NOPTS_VALUE (AVI) reads as -3e17
         return False
-    try:
-        st = os.stat(path)
-    except OSError:
-        return True
     shown = _keyframe_display_positions(path, st.st_size, st.st_mtime_ns)
     return shown is None or list(shown) == keys
 
