@@ -136,7 +136,10 @@ class ClipDataset(torch.utils.data.Dataset):
         reader, info = self._open(video_index)
         try:
             indices = self.frame_indices(info.num_frames, info.fps, clip_index, generator)
-            return decode_frames(reader, indices, path), indices
+            frames = decode_frames(reader, indices, path)
+            if getattr(reader, "vidgn_failed", False):  # decoded by a fresh reader; this one is dead
+                self._reader_cache = None
+            return frames, indices
         except Exception:
             self._reader_cache = None  # a reader that failed once is not reused
             raise

@@ -18,6 +18,9 @@ Rules that keep decord fast and safe in DataLoader workers:
   frame without seeking. Still decord decoding, only slower, for these rare files.
 * decord's RGB copy fails on frames whose rows need padding (decord 0.6: widths 16, 24, 48, 72;
   decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): those frames are read one by one, unpadded.
+* decord2's reader reads ahead of the wanted frames by a racy amount, and a damaged packet it
+  reaches kills that reader (the video's start decodes, a late damage fails it at random):
+  `decode_frames` tries fresh readers before calling the video bad.
 * Frames come in display orientation: decord applies the container's rotation (display matrix)
   as FFmpeg, browsers and YouTube do (measured: 90, -90, 180 degrees in mp4, both builds).
 * pytorchvideo's decord module switches decord's bridge to torch process-wide, so get_batch may
@@ -164,6 +167,7 @@ def open_video(path: str | Path, num_threads: int = 1):
         raise VideoDecodeError(path, f"cannot open: {why}") from e
     # An attribute on decord's (Python) reader keeps the callers' (reader, info) API unchanged.
     reader.vidgn_seeks_exactly = _seeks_exactly(reader, path, num_frames, st)
+    reader.vidgn_num_threads = num_threads  # for the fresh readers decode_frames may open
     return reader, VideoInfo(num_frames=num_frames, fps=fps)
 
 
@@ -198,36 +202,59 @@ def _keyframe_display_positions(path: str, size: int, mtime_ns: int) -> tuple[in
     return tuple(rank[pts] for pts, key in packets if key)
 
 
+# Fresh readers tried after a reader fails, before a video counts as bad. decord2's reader pushes
+# packets to its decoder thread in a busy loop until a frame comes out, so how far it reads past
+# the wanted frames is a race with the thread's scheduling, and a damaged packet it reaches kills
+# that reader (the error is sticky). Measured on tests/test_bad_videos.py's late-corrupt mp4,
+# frames 0..3 through open_video (2026-11-29, 2 cores): 0.1% of readers fail on an idle machine,
+# 20% with 3 such loops sharing the 2 cores, independently of each other; 3 fresh readers leave
+# 0 of 2000 and 10 of 4500 (0.2%) failing. A damaged wanted frame fails every reader, so a bad
+# video costs 3 more tries (training retries bad videos every epoch: keep this small).
+FRESH_READERS = 3
+
+
 def decode_frames(reader, indices: np.ndarray | list[int], path: str | Path = "?") -> torch.Tensor:
     """Decode the frames at `indices` (in that order, repeats allowed) -> (T, H, W, 3) uint8 tensor.
 
     Raises VideoDecodeError when decoding fails anywhere in the batch or returns the wrong number of
-    frames (e.g. the container claimed more frames than it has).
+    frames (e.g. the container claimed more frames than it has). When `reader` fails and `path` is
+    the file, up to FRESH_READERS new readers try again first (a damaged packet read ahead of the
+    wanted frames fails a reader at random; a damaged wanted frame fails every one). A reader that
+    failed is marked `vidgn_failed`, so a caller that keeps readers open drops it.
     """
     indices = [int(i) for i in indices]
     if not indices:
         raise VideoDecodeError(path, "no frame indices to decode")
-    if not getattr(reader, "vidgn_seeks_exactly", True):
-        try:
-            frames = _decode_from_start(reader, indices)
-        except Exception as e:
-            raise VideoDecodeError(path, f"decode failed for frames {indices[0]}..{max(indices)}: {_short(e)}") from e
-        return _checked(frames, indices, path)
     try:
-        frames = _to_torch(reader.get_batch(indices))
+        return _checked(_decode(reader, indices), indices, path)
+    except VideoDecodeError:
+        raise
     except Exception as e:
-        # get_batch fails on frames that do decode in two known ways; read them one by one before
-        # calling the video bad (a really damaged frame fails again, with get_batch's reason):
-        # * decord's bug on frames whose RGB rows are padded (0.6: widths 16, 24, 48, 72 of 16..700;
-        #   decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): get_batch cannot copy them;
-        # * decord2's decoder thread reads ahead: a damaged packet after the wanted frames can fail
-        #   the batch (1 of 200 tries on tests/test_bad_videos.py's late-corrupt mp4).
+        reader.vidgn_failed = True
+        first = e
+    for _ in range(FRESH_READERS if os.path.isfile(str(path)) else 0):
         try:
-            frames = _decode_sequential(reader, indices)
-        except Exception as e2:
-            reason = e2 if "DECORDArrayCopyFromTo" in str(e) else e
-            raise VideoDecodeError(path, f"decode failed for frames {indices[0]}..{max(indices)}: {_short(reason)}") from e2
-    return _checked(frames, indices, path)
+            fresh, _ = open_video(path, getattr(reader, "vidgn_num_threads", 1))
+            return _checked(_decode(fresh, indices), indices, path)
+        except Exception:
+            continue
+    span = f"{indices[0]}..{max(indices)}"
+    raise VideoDecodeError(path, f"decode failed for frames {span}: {_short(first)}") from first
+
+
+def _decode(reader, indices: list[int]) -> torch.Tensor:
+    """The frames at `indices` from one reader; raises what decord raises."""
+    if not getattr(reader, "vidgn_seeks_exactly", True):
+        return _decode_from_start(reader, indices)
+    try:
+        return _to_torch(reader.get_batch(indices))
+    except Exception as e:
+        # decord's bug on frames whose RGB rows are padded (0.6: widths 16, 24, 48, 72 of 16..700;
+        # decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): get_batch cannot copy them, but the same
+        # reader reads them one by one. Any other failure is the decoder's, with its own reason.
+        if "DECORDArrayCopyFromTo" not in str(e):
+            raise
+    return _decode_sequential(reader, indices)
 
 
 def _checked(frames: torch.Tensor, indices: list[int], path: str | Path) -> torch.Tensor:
