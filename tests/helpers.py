@@ -1,12 +1,20 @@
 """Small classes that tests plug into real runs through config class paths."""
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """`preexec_fn` for a subprocess a test sends Ctrl-C (SIGINT) to: a suite started in the
+    background (`cmd &`, nohup, some CI runners) has SIGINT ignored, and the child would inherit
+    that, so Python would never install its KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class NaNAfterSteps(nn.Module):

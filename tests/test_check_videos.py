@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from tests.helpers import ctrl_c_as_in_a_terminal
 from vidgn.cli import main
 from vidgn.tools.check_videos import check_video
 from vidgn.data.lists import parse_list, resolve
@@ -340,7 +341,8 @@ def test_ctrl_c_keeps_the_results_and_says_how_to_resume(long_list, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from vidgn.cli import main; sys.exit(main(sys.argv[1:]))",
          "check-videos", str(lst), "--data-root", str(root), "--workers", "1", "--results", str(results)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if results.exists() and len(_data_lines(results)) >= 1:

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import pytest
 
+from tests.helpers import ctrl_c_as_in_a_terminal
 from vidgn.cli import main
 from vidgn.data.lists import parse_list, resolve, write_list
 from vidgn.tools.kinetics_inputs import index_videos
@@ -333,9 +334,9 @@ def test_interrupted_run_stops_at_once_and_a_rerun_resumes(slow_src, tmp_path, h
     dst = tmp_path / "dst"
     cmd = [sys.executable, "-m", "vidgn.cli", "resize-videos", str(slow_src), str(dst),
            "--short-side", str(SHORT), "--workers", "2"]
-    # As from a terminal: own process group, SIGINT not ignored (background jobs inherit SIG_IGN).
+    # As from a terminal: own process group, SIGINT not ignored.
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         part = _wait_for_part(dst)
         assert part is not None, "no video was started"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import ctrl_c_as_in_a_terminal
 from vidgn.training.cli import run_lightning_cli
 from vidgn.training.module import NonFiniteLossError
 
@@ -120,7 +121,8 @@ def fit_until_signalled(args: list[str], pause_at: int, marker: Path, sig: int) 
     its output after checking that it stopped without finishing."""
     cmd = [sys.executable, "-m", "vidgn.cli", "fit", *args, "--trainer.callbacks+=tests.helpers.PauseAtStep",
            "--trainer.callbacks.step", str(pause_at), "--trainer.callbacks.marker", str(marker)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 240
     while not marker.exists():
         assert proc.poll() is None, proc.stdout.read()
