@@ -148,3 +148,44 @@ def test_other_stderr_output_while_opening_is_passed_on(tmp_path, capfd, monkeyp
         open_video(path)
     assert e.value.reason == "cannot open: Oops, no"
     assert capfd.readouterr().err == "a line of someone else's\n\ufffd not utf-8, kept as is\n"
+
+
+def _cut_with_stream_copy(src, dst, cut: int) -> None:
+    """What `yt-dlp --download-sections` gives without --force-keyframes-at-cuts (ffmpeg -ss with
+    -c copy): the packets from the keyframe before frame `cut`, timestamps shifted so that `cut`
+    shows at 0; the frames before it are hidden by an mp4 edit list, or carry negative times in mkv."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        ist = i.streams.video[0]
+        ost = o.add_stream_from_template(ist)
+        packets = [p for p in i.demux(ist) if p.size]
+        shift = round(cut / float(ist.average_rate) / ist.time_base)
+        key = max(p.pts for p in packets if p.is_keyframe and p.pts <= shift)
+        first = next(k for k, p in enumerate(packets) if p.is_keyframe and p.pts == key)
+        for p in packets[first:]:
+            p.pts, p.dts, p.stream = p.pts - shift, p.dts - shift, ost
+            o.mux(p)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_a_clip_cut_with_stream_copy_decodes_as_it_is_shown(files, tmp_path, ext):
+    """A download cut without re-encoding has frames before the cut: an mp4 edit list hides them
+    (decord counts them, its decoder drops them); mkv has no edit lists and shows them. Either way
+    vidgn counts and returns exactly the frames a player (FFmpeg, PyAV) shows."""
+    src = files["h264_mp4"]
+    cut = 13  # the keyframe before it is frame 0
+    path = tmp_path / f"cut.{ext}"
+    _cut_with_stream_copy(src, path, cut)
+    shown, _ = reference_frames(path)
+    source, _ = reference_frames(src)
+    first = cut if ext == "mp4" else 0
+    assert len(shown) == N - first and match(shown[0], source, first)[0]  # what was written
+    reader, info = open_video(path)
+    assert info.num_frames == len(shown)
+    last = len(shown) - 1
+    for indices in ([0, 1, last - 12, last, last - 1, 40, 2, last], list(range(last - 15, last + 1))):
+        frames = decode_frames(reader, indices, path).numpy()
+        wrong = [i for f, i in zip(frames, indices) if not match(f, shown, i)[0]]
+        assert not wrong, f"frames {wrong} of the cut clip are not the ones shown at those positions"
+    assert check_video(str(path)) is None

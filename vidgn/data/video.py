@@ -16,6 +16,11 @@ Rules that keep decord fast and safe in DataLoader workers:
   the keyframes' display positions from the container's packet headers, read with PyAV without
   decoding anything) and marks the reader; `decode_frames` then reads such a video from its first
   frame without seeking. Still decord decoding, only slower, for these rare files.
+* A clip cut without re-encoding (`ffmpeg -ss ... -c copy`, `yt-dlp --download-sections`) starts at
+  the keyframe before the cut, and an mp4 edit list hides the frames before it. decord counts the
+  hidden frames but its decoder drops them (so its late indices repeat the last frame);
+  `open_video` counts them from the packet headers (FFmpeg marks them "discard"), leaves them out
+  of `num_frames` and marks the reader to be read from its first shown frame.
 * decord's RGB copy fails on frames whose rows need padding (decord 0.6: widths 16, 24, 48, 72;
   decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): those frames are read one by one, unpadded.
 * decord2's reader reads ahead of the wanted frames by a racy amount, and a damaged packet it
@@ -150,7 +155,7 @@ def open_video(path: str | Path, num_threads: int = 1):
     path = str(path)
     said: list[str] = []  # decord's own words on why it cannot open the file (stderr only)
     try:
-        st = os.stat(path)  # also the file version the keyframe check is cached under
+        st = os.stat(path)  # also the file version the packet scan is cached under
         if st.st_size == 0:
             raise VideoDecodeError(path, "empty file (0 bytes)")
         with _decord_open_errors() as said:
@@ -165,14 +170,24 @@ def open_video(path: str | Path, num_threads: int = 1):
         # decord2's exception is just `Error reading PATH...`; the reason is what it printed.
         why = said[-1].removeprefix(f"{path}, ") if said else _short(e)
         raise VideoDecodeError(path, f"cannot open: {why}") from e
-    # An attribute on decord's (Python) reader keeps the callers' (reader, info) API unchanged.
-    reader.vidgn_seeks_exactly = _seeks_exactly(reader, path, num_frames, st)
+    scan = _scan_packets(path, st.st_size, st.st_mtime_ns)
+    if scan is not None and scan.hidden:
+        # An edit list hides the first `hidden` frames (a clip cut with `ffmpeg -ss ... -c copy`,
+        # e.g. `yt-dlp --download-sections`): decord counts them but its decoder drops them, so its
+        # later indices run past the end (repeating the last frame). Only the shown ones count.
+        num_frames -= scan.hidden
+        if num_frames < 1:
+            raise VideoDecodeError(path, "no video frames (an edit list hides them all)")
+    # Attributes on decord's (Python) reader keep the callers' (reader, info) API unchanged.
+    reader.vidgn_seeks_exactly = _seeks_exactly(reader, len(reader), scan)
     reader.vidgn_num_threads = num_threads  # for the fresh readers decode_frames may open
     return reader, VideoInfo(num_frames=num_frames, fps=fps)
 
 
-def _seeks_exactly(reader, path: str, num_frames: int, st: os.stat_result) -> bool:
+def _seeks_exactly(reader, num_frames: int, scan: "_PacketScan | None") -> bool:
     """Whether decord's seeks land on the frame asked for (see the module docstring)."""
+    if scan is not None and scan.hidden:
+        return False  # decord's indices count the hidden frames, its decoder does not
     try:
         keys = [int(k) for k in reader.get_key_indices()]
         stamps = np.asarray(reader.get_frame_timestamp(sorted({*keys, num_frames - 1})))
@@ -180,26 +195,32 @@ def _seeks_exactly(reader, path: str, num_frames: int, st: os.stat_result) -> bo
         return True  # no index to check; decoding reports what goes wrong
     if not np.isfinite(stamps).all() or (stamps < 0).any():  # AV_NOPTS_VALUE (AVI) reads as -3e17
         return False
-    shown = _keyframe_display_positions(path, st.st_size, st.st_mtime_ns)
-    return shown is None or list(shown) == keys
+    return scan is None or scan.keyframes is None or list(scan.keyframes) == keys
+
+
+@dataclass(frozen=True)
+class _PacketScan:
+    keyframes: tuple[int, ...] | None  # display positions of the keyframes; None: no timestamps
+    hidden: int  # frames an edit list hides (FFmpeg marks their packets "discard")
 
 
 @functools.lru_cache(maxsize=4096)
-def _keyframe_display_positions(path: str, size: int, mtime_ns: int) -> tuple[int, ...] | None:
-    """Display positions of the video's keyframes from its packet headers (PyAV, ~1 ms for a
-    10 s clip, nothing decoded); None when the container does not say (then decord is trusted).
-    Cached per file version (size, mtime): a worker opens the same videos again every epoch."""
+def _scan_packets(path: str, size: int, mtime_ns: int) -> _PacketScan | None:
+    """What the container's packet headers say (PyAV, ~1 ms for a 10 s clip, nothing decoded);
+    None when it cannot be read (then decord is trusted). Cached per file version (size, mtime):
+    a worker opens the same videos again every epoch."""
     try:
         import av
 
         with av.open(path) as container:
-            packets = [(p.pts, p.is_keyframe) for p in container.demux(video=0) if p.size]
+            packets = [(p.pts, p.is_keyframe, p.is_discard) for p in container.demux(video=0) if p.size]
     except Exception:
         return None
-    if any(pts is None for pts, _ in packets):
-        return None
-    rank = {pts: i for i, pts in enumerate(sorted(pts for pts, _ in packets))}
-    return tuple(rank[pts] for pts, key in packets if key)
+    hidden = sum(discard for _, _, discard in packets)
+    if any(pts is None for pts, _, _ in packets):
+        return _PacketScan(None, hidden)
+    rank = {pts: i for i, pts in enumerate(sorted(pts for pts, _, _ in packets))}
+    return _PacketScan(tuple(rank[pts] for pts, key, _ in packets if key), hidden)
 
 
 # Fresh readers tried after a reader fails, before a video counts as bad. decord2's reader pushes

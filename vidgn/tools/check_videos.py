@@ -70,7 +70,7 @@ def _check_video(path: str, num_threads: int) -> str | None:
     declared = declared_duration_of(path)
     if declared is None:
         return None
-    end_s = float(vr.get_frame_timestamp(n - 1)[1])
+    end_s = float(vr.get_frame_timestamp(len(vr) - 1)[1])  # decord's last (frames an edit list hides count)
     if not (math.isfinite(end_s) and end_s >= 0) and info.fps > 0:
         # No usable timestamps (e.g. H.264 in AVI: decord reads -3e17): judge by the frame count.
         end_s = n / info.fps
