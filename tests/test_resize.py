@@ -388,3 +388,66 @@ def test_a_killed_worker_does_not_stop_the_run(slow_src, tmp_path):
     for i in range(3):
         assert _probe(dst / f"v{i}.mp4")["frames"] == 150
     assert not list(dst.glob(".*.part"))
+
+
+def _encode_colours(path: Path, codec: str, pix_fmt: str, *, matrix=None, full_range=False,
+                    size=(384, 64)) -> Path:
+    """Flat colour bars, converted to YUV with `matrix` ("itu709", "itu601" or None: FFmpeg's
+    default) and range, and tagged so: what a decoder must read back as the same RGB."""
+    width, height = size
+    codes = {"itu709": 1, "itu601": 6}
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = width, height, pix_fmt
+        if matrix:
+            s.codec_context.colorspace = s.codec_context.color_primaries = s.codec_context.color_trc = codes[matrix]
+        if full_range:
+            s.codec_context.color_range = 2
+        for _ in range(4):
+            img = np.zeros((height, width, 3), np.uint8)
+            for k, rgb in enumerate(COLOURS):
+                img[:, k * width // len(COLOURS):(k + 1) * width // len(COLOURS)] = rgb
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
+                format=pix_fmt, dst_colorspace=matrix, dst_color_range="JPEG" if full_range else "MPEG")
+            if matrix:
+                frame.colorspace = codes[matrix]
+            frame.color_range = 2 if full_range else 1
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+COLOURS = [(30, 30, 30), (128, 128, 128), (220, 220, 220), (200, 60, 20), (20, 180, 60), (40, 60, 210)]
+
+
+def _bar_colours(path: Path) -> np.ndarray:
+    """Mean RGB of the middle of each colour bar, as vidgn decodes the video (decord)."""
+    from vidgn.data.video import decode_frames, open_video
+
+    frame = decode_frames(open_video(path)[0], [1], path)[0].numpy().astype(float)  # (H, W, 3)
+    h, w = frame.shape[:2]
+    n = len(COLOURS)
+    return np.array([frame[h // 4: 3 * h // 4, round((k + 0.3) * w / n): round((k + 0.7) * w / n)]
+                     .reshape(-1, 3).mean(0) for k in range(n)])
+
+
+@pytest.mark.parametrize("kind", ["bt709", "bt601", "untagged", "full_range", "mjpeg_yuvj"])
+def test_resized_videos_keep_their_colours(tmp_path, kind):
+    """YouTube's HD is BT.709, phones often write full range: the resized video decodes to the
+    colours the original decodes to (its matrix is kept and tagged; full range becomes limited)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    if kind == "mjpeg_yuvj":
+        path = _encode_colours(src / "a.avi", "mjpeg", "yuvj420p")
+    else:
+        path = _encode_colours(src / "a.mp4", "libx264", "yuv420p",
+                               matrix={"bt709": "itu709", "bt601": "itu601"}.get(kind),
+                               full_range=kind == "full_range")
+    original = _bar_colours(path)
+    assert np.abs(original - np.array(COLOURS)).max() < 6, original  # the source is what was meant
+    assert _resize(src, tmp_path / "dst", "--short-side", 48, "--workers", 1) == 0
+    resized = _bar_colours(tmp_path / "dst" / "a.mp4")
+    # Measured: at most 2 levels (full range: the 16-235 quantisation); 17-25 before tags were kept.
+    assert np.abs(resized - original).max() < 3, (original.round(), resized.round())

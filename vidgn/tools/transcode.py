@@ -38,6 +38,35 @@ def output_size(width: int, height: int, *, short_side: int, sar: Fraction = Fra
     return even(dw), even(dh)
 
 
+@dataclass(frozen=True)
+class _Colour:
+    """How the source's YUV is read as RGB (FFmpeg's AVColorSpace/Primaries/Trc codes, 2 =
+    unspecified) and its range ("JPEG" = full, 0-255; "MPEG" = limited, 16-235)."""
+    matrix: int
+    primaries: int
+    trc: int
+    range: str
+
+
+def _colour_of(frame) -> _Colour:
+    full = frame.color_range == 2 or frame.format.name.startswith("yuvj")  # yuvj*: JPEG's full range
+    if not frame.format.name.startswith("yuv"):  # RGB/grey sources: converted with FFmpeg's default
+        return _Colour(2, 2, 2, "JPEG" if full else "MPEG")
+    return _Colour(int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc),
+                   "JPEG" if full else "MPEG")
+
+
+def _tag_colour(codec_context, colour: _Colour) -> None:
+    """Tag the output as the source is, so decoders read its YUV with the source's matrix: scaling
+    YUV keeps the matrix, and an untagged video is read as BT.601 by FFmpeg (decord), so a BT.709
+    source (YouTube's HD) would change colour by up to 25 levels. The range becomes limited: the
+    scaler converts full-range sources (phones, MJPEG), since limited is what players assume."""
+    codec_context.colorspace = colour.matrix
+    codec_context.color_primaries = colour.primaries
+    codec_context.color_trc = colour.trc
+    codec_context.color_range = 1  # limited (MPEG)
+
+
 def _rotate_yuv420p(frame, quarter_turns: int):
     """`frame` (yuv420p) rotated counterclockwise by `quarter_turns` x 90 degrees."""
     import av
@@ -85,6 +114,8 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
                         "crf": str(settings.crf), "preset": settings.preset})
                     ost.width, ost.height, ost.pix_fmt = width, height, "yuv420p"
                     ost.thread_count = 1
+                    colour = _colour_of(frame)
+                    _tag_colour(ost.codec_context, colour)
                     # The source's time base, so every pts carries over exactly (VFR included).
                     ost.codec_context.time_base = ist.time_base
                     ost.time_base = ist.time_base
@@ -99,7 +130,8 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
                     pts = last_pts + 1
                 last_pts = pts
                 img = frame.reformat(width=scaled_size[0], height=scaled_size[1], format="yuv420p",
-                                     interpolation="BICUBIC")  # ffmpeg's default scaler
+                                     interpolation="BICUBIC",  # ffmpeg's default scaler
+                                     src_color_range=colour.range, dst_color_range="MPEG")
                 if turns:
                     img = _rotate_yuv420p(img, turns)
                 img.pts, img.time_base = pts, ist.time_base
