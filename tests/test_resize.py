@@ -451,3 +451,19 @@ def test_resized_videos_keep_their_colours(tmp_path, kind):
     resized = _bar_colours(tmp_path / "dst" / "a.mp4")
     # Measured: at most 2 levels (full range: the 16-235 quantisation); 17-25 before tags were kept.
     assert np.abs(resized - original).max() < 3, (original.round(), resized.round())
+
+
+def test_a_symlink_loop_in_src_is_walked_once(tmp_path):
+    """Linked folders are followed (datasets are assembled from links), each real folder once."""
+    from vidgn.tools.kinetics_inputs import index_videos
+    from vidgn.tools.resize import find_videos
+
+    src = tmp_path / "src"
+    _encode(src / "sub/a_000001_000011.mp4", "libx264", n=2)
+    _encode(tmp_path / "elsewhere/b_000002_000012.mp4", "libx264", n=2)
+    (src / "sub/loop").symlink_to("..")  # back up the tree
+    (src / "linked").symlink_to(tmp_path / "elsewhere")
+    (src / "linked_again").symlink_to(tmp_path / "elsewhere")
+    assert find_videos(src) == ["linked/b_000002_000012.mp4", "sub/a_000001_000011.mp4"]
+    by_clip, _ = index_videos(src)
+    assert sorted(by_clip.values()) == ["linked/b_000002_000012.mp4", "sub/a_000001_000011.mp4"]

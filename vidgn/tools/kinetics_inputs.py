@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from vidgn.tools.kinetics_labels import normalize_label
+from vidgn.tools.walk import walk_files
 
 VIDEO_EXTS = (".mp4", ".webm", ".mkv")  # preference order when one clip exists in several formats
 _CLIP_RE = re.compile(r"^(?P<id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
@@ -44,19 +45,17 @@ def index_videos(data_root: Path) -> tuple[dict[tuple[str, int, int], str], dict
         if old is None or order(rel, ext) < order(old, Path(old).suffix.lower()):
             table[key] = rel
 
-    for dirpath, dirnames, filenames in os.walk(data_root, followlinks=True):
-        dirnames.sort()
-        for name in filenames:
-            stem, ext = os.path.splitext(name)
-            ext = ext.lower()
-            if ext not in rank:
-                continue
-            rel = os.path.relpath(os.path.join(dirpath, name), data_root).replace(os.sep, "/")
-            m = _CLIP_RE.match(stem)
-            if m:
-                put(by_clip, (m["id"], int(m["start"]), int(m["end"])), rel, ext)
-            else:
-                put(by_id, stem, rel, ext)
+    for dirpath, name in walk_files(data_root):
+        stem, ext = os.path.splitext(name)
+        ext = ext.lower()
+        if ext not in rank:
+            continue
+        rel = os.path.relpath(os.path.join(dirpath, name), data_root).replace(os.sep, "/")
+        m = _CLIP_RE.match(stem)
+        if m:
+            put(by_clip, (m["id"], int(m["start"]), int(m["end"])), rel, ext)
+        else:
+            put(by_id, stem, rel, ext)
     return by_clip, by_id
 
 

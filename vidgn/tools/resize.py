@@ -57,6 +57,7 @@ from vidgn.tools.kinetics_inputs import VIDEO_EXTS as KINETICS_EXTS
 from vidgn.tools.pool import run_isolating_crashes
 from vidgn.tools.progress import Progress, plural
 from vidgn.tools.transcode import PART_SUFFIX, ResizeSettings, remove_stale_parts, resize_video
+from vidgn.tools.walk import walk_files
 
 # What SRC is searched for. Kinetics' formats first, in prepare-kinetics' preference order (used to
 # pick one of two sources that map to the same output).
@@ -80,11 +81,9 @@ def find_videos(src: Path) -> list[str]:
     Hidden files are skipped: they are temporary files of tools like this one (or macOS's `._x.mp4`).
     """
     found = []
-    for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
-        dirnames.sort()
-        for name in filenames:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTS:
-                found.append(os.path.relpath(os.path.join(dirpath, name), src).replace(os.sep, "/"))
+    for dirpath, name in walk_files(src):
+        if not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTS:
+            found.append(os.path.relpath(os.path.join(dirpath, name), src).replace(os.sep, "/"))
     return sorted(found)
 
 
