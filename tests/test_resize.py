@@ -267,14 +267,43 @@ def test_bad_sources_are_reported_and_the_rest_done(src, tmp_path, capsys):
                + ["other/av1_000001_000011.mp4"])
     assert not list(dst.rglob("*.part"))
     out = capsys.readouterr().out
-    assert "failed 4" in out and str(dst / FAILURES_FILENAME) in out
+    assert "failed 3, 1 not resized" in out and str(dst / FAILURES_FILENAME) in out
 
-    # Fixed (the bad ones removed): the report goes, the finished videos are skipped.
+    # The bad ones removed: exit 0, the finished videos skipped; the twin is listed, not a failure.
     shutil.rmtree(root / "bad")
+    assert _resize(root, dst, "--short-side", SHORT) == 0
+    assert [r["path"] for r in csv.DictReader(open(dst / FAILURES_FILENAME, encoding="utf-8"))] == \
+        ["other/twice.mkv"]
+    assert "resized 0" in capsys.readouterr().out
     (root / "other/twice.mkv").unlink()
     assert _resize(root, dst, "--short-side", SHORT) == 0
     assert not (dst / FAILURES_FILENAME).exists()
-    assert "resized 0" in capsys.readouterr().out
+
+
+def test_a_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path, capsys):
+    root = tmp_path / "src"
+    _encode(root / "a.mp4", "libx264", size=(96, 64), n=3)
+    dst = tmp_path / "dst"
+    assert _resize(root, dst, "--short-side", 48) == 0
+    assert _probe(dst / "a.mp4")["height"] == 48
+    assert _resize(root, dst, "--short-side", 32) == 2  # would skip a.mp4, still at 48
+    err = capsys.readouterr().err
+    assert "--short-side 48 -> 32" in err and "--overwrite" in err
+    assert _probe(dst / "a.mp4")["height"] == 48
+    assert _resize(root, dst, "--short-side", 32, "--overwrite") == 0
+    assert _probe(dst / "a.mp4")["height"] == 32
+    assert _resize(root, dst, "--short-side", 32) == 0  # the new settings are the recorded ones
+
+
+def test_a_dst_that_cannot_be_written_is_a_usage_error(tmp_path, capsys):
+    root = tmp_path / "src"
+    _encode(root / "a.mp4", "libx264", n=2)
+    (tmp_path / "file").write_text("x")
+    assert _resize(root, tmp_path / "file") == 2
+    assert "is a file" in capsys.readouterr().err
+    assert _resize(root, tmp_path / "file" / "sub") == 2  # its parent is a file: mkdir fails
+    err = capsys.readouterr().err
+    assert "cannot write to DST" in err and "Traceback" not in err
 
 
 def test_refuses_dst_in_src_and_bad_settings(src, tmp_path, capsys):

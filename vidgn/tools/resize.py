@@ -11,16 +11,22 @@ with PyAV and written to DST at the same relative path with the extension `.mp4`
   re-encoded at its own size, rounded to even) unless `--upscale` is given.
 * The same frames at the same timestamps: every decoded frame is encoded with its own pts (and the
   last frame's duration), so the frame count, variable frame rates and the duration are kept.
-* Rotation metadata (phone videos) is applied to the pixels, as ffmpeg does by default: decord
-  ignores the metadata, so a rotated source would otherwise train sideways. Anamorphic sources
+* Rotation metadata (phone videos) is applied to the pixels, as ffmpeg does by default, so every
+  reader shows the video upright, not only those that honour the metadata (decord does, see
+  docs/decoders.md; many tools do not). Anamorphic sources
   (sample aspect ratio != 1) are scaled to square pixels. Audio and subtitles are dropped: nothing
   in this pipeline reads them.
 * AV1, VP9, HEVC, ... in: H.264 out, which decord (and every other reader) decodes.
+* The colours the source decodes to: its colour matrix, primaries and transfer are tagged on the
+  output (YouTube's HD is BT.709: untagged, it would be read as BT.601); full range (phones, MJPEG)
+  is converted to the limited range players assume.
 
 A run can be interrupted and rerun: each video is written to a hidden temporary name beside its
 output (`.NAME.mp4.<pid>.part`) and renamed when it is complete and verified, so a file at its final
 name is always a finished one and is skipped by the next run (`--overwrite` redoes it). Leftover
-temporary files are removed when their video is redone. One run per DST at a time: a run holds an
+temporary files are removed when their video is redone. The settings are recorded in
+DST/.resize-videos.json: a rerun with other settings is refused (its finished videos would be kept
+at the old ones) unless `--overwrite` redoes them all. One run per DST at a time: a run holds an
 flock on DST/.resize-videos.lock (holding the pid of the run, for the message to a second one) and
 removes the file when it ends, however it ends; the kernel drops the flock of a killed run, so a file
 left behind by a kill -9 does not block the next run.
@@ -30,8 +36,8 @@ Videos that fail (do not decode, no video stream, frames ending well before the 
 container declares, a decoder crash) are listed with the reason in DST/resize_failures.csv
 (`path,reason`, paths relative to SRC; removed when a run has no failures) and the others go on.
 Two sources that map to the same output (Kinetics downloads with both `a.webm` and `a.mp4`) are
-reported there too; the one prepare-kinetics would pick (.mp4, then .webm, then .mkv, then the
-others by name) is resized.
+listed there too, as not resized (not a failure); the one prepare-kinetics would pick (.mp4, then
+.webm, then .mkv, then the others by name) is resized.
 
 Exit status: 0 every video done (or already there), 1 some failed, 2 usage error, 130 interrupted.
 
@@ -46,10 +52,12 @@ import argparse
 import csv
 import fcntl
 import io
+import json
 import os
 import signal
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from vidgn.data.lists import ListError, parse_list
@@ -65,6 +73,7 @@ VIDEO_EXTS = KINETICS_EXTS + (".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", "
                               ".ts")
 FAILURES_FILENAME = "resize_failures.csv"
 LOCK_FILENAME = ".resize-videos.lock"
+SETTINGS_FILENAME = ".resize-videos.json"
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
            "veryslow")
 
@@ -128,15 +137,17 @@ def plan_outputs(rels: list[str]) -> tuple[dict[str, str], list[tuple[str, str]]
         jobs[out] = srcs[0]
         for other in srcs[1:]:
             clashes.append((other, f"not resized: {srcs[0]} maps to the same output {out} and was "
-                                   "resized instead (delete one of the two to silence this)"))
+                                   "resized instead (prepare-kinetics also prefers it); not a failure"))
     return jobs, clashes
 
 
 def check_dst(src: Path, dst: Path) -> None:
-    """Refuse a DST that is SRC or inside it: DST is written, SRC must never be."""
+    """Refuse a DST that is SRC or inside it (DST is written, SRC must never be), or a file."""
     src_real, dst_real = os.path.realpath(src), os.path.realpath(dst)
     if not os.path.isdir(src_real):
         raise ResizeUsageError(f"SRC {src} is not a folder; give the folder of videos to resize.")
+    if os.path.exists(dst_real) and not os.path.isdir(dst_real):
+        raise ResizeUsageError(f"DST {dst} is a file; give a folder (created if missing) for the resized videos.")
     if os.path.commonpath([src_real, dst_real]) == src_real:
         raise ResizeUsageError(
             f"DST {dst} is {'SRC itself' if src_real == dst_real else 'inside SRC ' + str(src)}; "
@@ -249,14 +260,45 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"no videos ({', '.join(VIDEO_EXTS)}) found in "
                             f"{args.list or src}; is SRC the folder of videos?")
 
-    dst.mkdir(parents=True, exist_ok=True)
-    lock = lock_dst(dst)
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        lock = lock_dst(dst)
+    except OSError as e:
+        return _usage_error(f"cannot write to DST {dst}: {e.strerror or e}. Fix: choose a DST you can "
+                            "write to (a folder on a disk with room for the resized videos).")
     if isinstance(lock, str):
         return _usage_error(f"another resize-videos run{lock} is writing to {dst}; wait for it or stop it.")
     try:
-        return _resize_locked(args, src, dst, jobs, clashes)
+        settings = ResizeSettings(short_side=args.short_side, crf=args.crf, preset=args.preset,
+                                  upscale=args.upscale)
+        try:
+            record_settings(dst, settings, overwrite=args.overwrite)
+        except ResizeUsageError as e:
+            return _usage_error(str(e))
+        return _resize_locked(args, src, dst, jobs, clashes, settings)
     finally:
         unlock_dst(dst, lock)
+
+
+def record_settings(dst: Path, settings: ResizeSettings, *, overwrite: bool) -> None:
+    """Write `settings` to DST/.resize-videos.json; refuse settings other than those recorded
+    there (the finished videos, skipped by this run, are at the recorded ones) unless `overwrite`."""
+    path = dst / SETTINGS_FILENAME
+    wanted = asdict(settings)
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        recorded = None  # a first run, a DST of an older vidgn, or a damaged record: (re)written
+    if isinstance(recorded, dict) and recorded != wanted and not overwrite:
+        differ = ", ".join(f"--{k.replace('_', '-')} {recorded.get(k)} -> {v}"
+                           for k, v in wanted.items() if recorded.get(k) != v)
+        raise ResizeUsageError(
+            f"DST {dst} holds videos resized with other settings ({differ}; recorded in {path}), and "
+            "this run would skip them. Fix: rerun with the recorded settings, choose a new DST, or add "
+            "--overwrite to redo every video with these settings.")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
+    tmp.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def lock_dst(dst: Path):
@@ -302,12 +344,10 @@ def unlock_dst(dst: Path, lock: int) -> None:
 
 
 def _resize_locked(args: argparse.Namespace, src: Path, dst: Path, jobs: dict[str, str],
-                   clashes: list[tuple[str, str]]) -> int:
+                   clashes: list[tuple[str, str]], settings: ResizeSettings) -> int:
     todo = [(str(src / s), str(dst / o)) for o, s in jobs.items()
             if args.overwrite or not (dst / o).exists()]
     skipped = len(jobs) - len(todo)
-    settings = ResizeSettings(short_side=args.short_side, crf=args.crf, preset=args.preset,
-                              upscale=args.upscale)
     done_note = "--overwrite: finished ones redone" if args.overwrite else f"{skipped} already done"
     print(f"{plural(len(jobs), 'video')} ({done_note}), {len(todo)} to resize to short side "
           f"{args.short_side} ({args.workers} workers)", file=sys.stderr, flush=True)
@@ -339,12 +379,13 @@ def _resize_locked(args: argparse.Namespace, src: Path, dst: Path, jobs: dict[st
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     progress.finish()
-    failures += [(rel_of[s], r) for s, r in results.items() if r is not None]
+    failed = [(rel_of[s], r) for s, r in results.items() if r is not None]
     report = dst / FAILURES_FILENAME
-    write_failures(report, failures)
+    write_failures(report, failures + failed)
     elapsed = time.monotonic() - t0
     done = sum(r is None for r in results.values())
     rate = f", {done / elapsed:.2f} videos/s" if done and elapsed > 0 else ""
-    print(f"resized {done}, skipped {skipped} (already done), failed {len(failures)} "
-          f"in {elapsed:.1f} s{rate}" + (f"; failures listed in {report}" if failures else ""))
-    return 1 if failures else 0
+    twins = f", {len(clashes)} not resized (another format of the same clip was)" if clashes else ""
+    print(f"resized {done}, skipped {skipped} (already done), failed {len(failed)}{twins} "
+          f"in {elapsed:.1f} s{rate}" + (f"; listed in {report}" if failed or clashes else ""))
+    return 1 if failed else 0

@@ -91,7 +91,8 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
 
     with av.open(src) as inp:
         if not inp.streams.video:
-            raise ValueError("no video stream")
+            raise ValueError("no video stream" if inp.streams else
+                             "no streams at all: not a video, or cut short before its header")
         ist = inp.streams.video[0]
         # One decode thread and one x264 thread per video: parallelism comes from --workers, which
         # scales better than threads inside one small video.
