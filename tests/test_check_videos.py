@@ -119,6 +119,21 @@ def test_one_video_is_said_in_the_singular(videos, tmp_path, capsys):
     assert "nothing left to check: the video has a result in" in capsys.readouterr().err
 
 
+def test_a_clean_list_that_cannot_be_written_is_refused_before_checking(videos, tmp_path, capsys):
+    root, good, _ = videos
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{good[0]} 0\n")
+    before = lst.read_text()
+    (tmp_path / "file").write_text("x")
+    for out, why in ((lst, "that is the list being checked"), (tmp_path / "file" / "clean.txt",
+                                                               "cannot create its folder"),
+                     (tmp_path, "is a folder")):
+        assert _run([str(lst), "--data-root", str(root), "--write-clean", str(out)]) == 2
+        assert why in capsys.readouterr().err
+    assert lst.read_text() == before
+    assert not (tmp_path / "list.check.tsv").exists()  # refused before any video was checked
+
+
 @pytest.mark.parametrize("command, options", [
     ("check-videos", ["--workers", "--num-threads"]),
     ("resize-videos", ["--workers", "--short-side", "--crf", "--preset", "--list"]),

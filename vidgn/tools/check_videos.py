@@ -125,6 +125,21 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _unwritable_clean_list(out: Path, list_path: Path) -> str | None:
+    """Why the clean list cannot be written to `out` (its folder is created), or None."""
+    if out.exists() and list_path.exists() and os.path.samefile(out, list_path):
+        return "that is the list being checked; write the clean list to another file (e.g. LIST_STEM.clean.txt)."
+    if out.is_dir():
+        return "is a folder; give a file name."
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create its folder ({e.strerror or e})."
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        return "cannot be written (permissions or a read-only disk); choose another file."
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         classes = read_classes(args.classes) if args.classes else None
@@ -137,14 +152,23 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.num_threads < 1:
         print("vidgn check-videos: error: --workers and --num-threads must be >= 1", file=sys.stderr)
         return 2
+    if args.write_clean:
+        problem = _unwritable_clean_list(Path(args.write_clean), Path(args.list))
+        if problem:  # said now, not after hours of checking
+            print(f"vidgn check-videos: error: --write-clean {args.write_clean}: {problem}", file=sys.stderr)
+            return 2
     paths = [str(resolve(e, args.data_root)) for e in entries]
     store = ResultsFile(args.results or default_results_path(args.list), list_path=args.list,
                         data_root=args.data_root)
     try:
         earlier = store.load()
         store.open()
-    except (ResultsFileError, OSError) as e:
+    except ResultsFileError as e:
         print(f"vidgn check-videos: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"vidgn check-videos: error: cannot write the results file {store.path} "
+              f"({e.strerror or e}). Fix: pass --results FILE in a folder you can write to.", file=sys.stderr)
         return 2
     unique = list(dict.fromkeys(paths))
     results: dict[str, str | None] = {}
@@ -187,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
         bad_lines = {e.line for e, _, _ in bad}
         keep = [lines[e.line - 1].strip() + "\n" for e in entries if e.line not in bad_lines]
         out = Path(args.write_clean)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(keep), encoding="utf-8")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.part")  # OUT is whole or untouched
+        tmp.write_text("".join(keep), encoding="utf-8")
+        os.replace(tmp, out)
         print(f"wrote {plural(len(keep), 'readable video')} to {out}")
     return 1 if bad else 0
