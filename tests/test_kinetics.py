@@ -426,3 +426,185 @@ def test_cvdf_layout_in_one_option(synthetic_dataset, tmp_path, capsys):
 def test_neither_cvdf_root_nor_data_root_is_a_usage_error(tmp_path, capsys):
     assert _run(["--train-csv", str(tmp_path / "train.csv")]) == 2
     assert "--cvdf-root" in capsys.readouterr().err
+
+
+# --- Clips named by id alone, repeated clips, stale clean lists, underscores, short rows ---
+# prepare-kinetics only matches names, so empty placeholder files stand in for the clips here.
+
+KHEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
+
+
+def _touch(root: Path, *rels: str) -> Path:
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).touch()
+    return root
+
+
+def _listed(path: Path) -> dict[str, int]:
+    return {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in path.read_text().splitlines()}
+
+
+def test_a_file_named_by_id_alone_is_used_only_for_an_id_with_one_clip(tmp_path, capsys):
+    """`X.mp4` cannot tell which of X's clips it is: it once became `X.mp4 0` and `X.mp4 1` in
+    train.txt and X's val clip as well. Such clips are now not listed but reported as ambiguous."""
+    videos = _touch(tmp_path / "videos", "XXXXXXXXXXX.mp4", "one_clip_id.mp4", "VVVVVVVVVVV_000000_000010.mp4",
+                    "TTTTTTTTTTT.mp4", "TTTTTTTTTTT_000020_000030.mp4")
+    train = _write_csv(tmp_path / "train.csv", KHEADER, [
+        ["abseiling", "XXXXXXXXXXX", 0, 10, "train"],
+        ["zumba", "XXXXXXXXXXX", 20, 30, "train"],
+        ["zumba", "one_clip_id", 5, 15, "train"],  # the only clip of its id: the plain name is it
+        ["abseiling", "TTTTTTTTTTT", 0, 10, "train"],  # plain name only: ambiguous ...
+        ["zumba", "TTTTTTTTTTT", 20, 30, "train"],  # ... but this one has its trimmed name: exact
+    ])
+    val = _write_csv(tmp_path / "val.csv", KHEADER, [
+        ["zumba", "VVVVVVVVVVV", 0, 10, "val"],
+        ["abseiling", "XXXXXXXXXXX", 40, 50, "val"],  # X's third clip, in another CSV
+    ])
+    out = tmp_path / "lists"
+    assert _run(["--data-root", str(videos), "--train-csv", str(train), "--val-csv", str(val),
+                 "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert _listed(out / "train.txt") == {"one_clip_id.mp4": 1, "TTTTTTTTTTT_000020_000030.mp4": 1}
+    assert _listed(out / "val.txt") == {"VVVVVVVVVVV_000000_000010.mp4": 1}
+    assert "train: 2 of 5 annotated clips found, 0 missing (0.0%), 3 ambiguous" in report
+    assert "val  : 1 of 2 annotated clips found, 0 missing (0.0%), 1 ambiguous" in report
+    assert "XXXXXXXXXXX.mp4 (3 clips)" in report and "TTTTTTTTTTT.mp4 (2 clips)" in report
+    assert "cannot tell which clip it is" in report and "{youtube_id}_{time_start:06d}_{time_end:06d}" in report
+    # In missing.csv, where the clips to fetch again are.
+    with open(out / "missing.csv", newline="") as f:
+        rows = {(r["youtube_id"], r["time_start"], r["split"]) for r in csv.DictReader(f)}
+    assert rows == {("XXXXXXXXXXX", "0", "train"), ("XXXXXXXXXXX", "20", "train"),
+                    ("TTTTTTTTTTT", "0", "train"), ("XXXXXXXXXXX", "40", "val")}
+    assert "and the 4 ambiguous ones" in report
+
+
+def test_repeated_clips_are_listed_once_conflicting_ones_not_and_leaks_are_warned(tmp_path, capsys):
+    videos = _touch(tmp_path / "videos", *(f"{c * 11}_000000_000010.mp4" for c in "ABCDE"))
+    train = _write_csv(tmp_path / "train.csv", KHEADER, [
+        ["abseiling", "AAAAAAAAAAA", 0, 10, "train"],  # line 2
+        ["Abseiling ", "AAAAAAAAAAA", 0, 10, "train"],  # 3: the same clip, the same class: once
+        ["abseiling", "BBBBBBBBBBB", 0, 10, "train"],  # 4
+        ["zumba", "BBBBBBBBBBB", 0, 10, "train"],  # 5: the same clip, another class: not listed
+        ["zumba", "CCCCCCCCCCC", 0, 10, "train"],  # 6: also in val
+        ["zumba", "DDDDDDDDDDD", 0, 10, "train"],  # 7
+    ])
+    val = _write_csv(tmp_path / "val.csv", KHEADER, [
+        ["zumba", "EEEEEEEEEEE", 0, 10, "val"],  # 2
+        ["zumba", "CCCCCCCCCCC", 0, 10, "val"],  # 3: train's line 6
+    ])
+    out = tmp_path / "lists"
+    assert _run(["--data-root", str(videos), "--train-csv", str(train), "--val-csv", str(val),
+                 "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert _listed(out / "train.txt") == {"AAAAAAAAAAA_000000_000010.mp4": 0, "CCCCCCCCCCC_000000_000010.mp4": 1,
+                                          "DDDDDDDDDDD_000000_000010.mp4": 1}
+    # The leak is kept in both lists (as the official CSVs say), and warned about with both lines.
+    assert _listed(out / "val.txt") == {"EEEEEEEEEEE_000000_000010.mp4": 1, "CCCCCCCCCCC_000000_000010.mp4": 1}
+    assert "train: 3 of 4 annotated clips found, 0 missing (0.0%), 1 with conflicting labels" in report
+    assert f"1 row of {train} repeats a clip with the same label: listed once" in report
+    assert f"{train}:4 'abseiling' vs {train}:5 'zumba'" in report and "not listed" in report
+    assert f"{train}:2" not in report  # a repeat with the same label is only counted
+    assert f"1 clip of val ({val}) is also in train: a train/val leak" in report
+    assert f"{train}:6 = {val}:3" in report
+    with open(out / "missing.csv", newline="") as f:
+        assert list(csv.DictReader(f)) == []  # a conflicting clip is not missing
+
+
+def test_overwrite_moves_the_stale_clean_lists_aside_and_keeps_the_check_results(kinetics, tmp_path, capsys):
+    """train.clean.txt (check-videos --write-clean), which the Kinetics configs train on, kept the
+    old lines and labels after the lists were rewritten."""
+    ann, videos, _, _ = kinetics
+    out = tmp_path / "lists"
+    args = ["--data-root", str(videos), "--train-csv", str(ann / "train.csv"),
+            "--val-csv", str(ann / "validate.csv"), "--out", str(out)]
+    assert _run(args) == 0
+    (out / "train.clean.txt").write_text("old train lines\n")
+    (out / "val.clean.txt").write_text("old val lines\n")
+    (out / "train.check.tsv").write_text("#vidgn check-videos results\n")
+    capsys.readouterr()
+    # Runs that write nothing move nothing: without --overwrite, and one that fails.
+    assert _run(args) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _run(["--data-root", str(empty), *args[2:], "--overwrite"]) == 1
+    assert (out / "train.clean.txt").read_text() == "old train lines\n"
+    assert not list(out.glob("replaced-*"))
+    capsys.readouterr()
+
+    assert _run(args + ["--overwrite"]) == 0
+    report = capsys.readouterr().out
+    [aside] = list(out.glob("replaced-*"))
+    assert aside.name[len("replaced-"):].endswith("Z")  # UTC time
+    assert (aside / "train.clean.txt").read_text() == "old train lines\n"
+    assert (aside / "val.clean.txt").read_text() == "old val lines\n"
+    assert not (out / "train.clean.txt").exists() and not (out / "val.clean.txt").exists()
+    assert (out / "train.check.tsv").read_text() == "#vidgn check-videos results\n"  # kept as is
+    assert f"was moved to {aside / 'train.clean.txt'}" in report and "check-videos --write-clean" in report
+    assert f"{out / 'train.check.tsv'} kept and reused" in report
+    # Another rewrite: its own folder, nothing lost.
+    (out / "train.clean.txt").write_text("newer train lines\n")
+    assert _run(args + ["--overwrite"]) == 0
+    assert sorted(p.read_text() for p in out.glob("replaced-*/train.clean.txt")) == [
+        "newer train lines\n", "old train lines\n"]
+
+
+def test_a_val_class_train_lacks_names_the_standard_list_option(kinetics, tmp_path, capsys):
+    """The train CSV lacks classes (a partial one), val has one of them: the error says --dataset
+    k400, the fix, which the user only saw on success before."""
+    ann, videos, _, _ = kinetics
+    header, *train = _rows(ann / "train.csv")
+    partial = _write_csv(tmp_path / "train_partial.csv", header, [r for r in train if r[0] != "zumba"])
+    base = ["--data-root", str(videos), "--train-csv", str(partial), "--out", str(tmp_path / "lists")]
+    assert _run(base + ["--val-csv", str(ann / "validate.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"{ann / 'validate.csv'}:2: 'zumba'" in err
+    assert "pass --dataset k400" in err and "Kinetics-400 class" in err
+    assert _run(base + ["--val-csv", str(ann / "validate.csv"), "--dataset", "k400"]) == 0  # that fix works
+    # A class in no standard list (a typo): no such hint, the typo fix only.
+    header, *val = _rows(ann / "validate.csv")
+    val[0][0] = "zumbba"
+    typo = _write_csv(tmp_path / "val_typo.csv", header, val)
+    assert _run(base + ["--val-csv", str(typo), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"{typo}:2: 'zumbba'" in err and "--dataset k400" not in err and "a typo?" in err
+
+
+def test_underscores_read_as_spaces_against_the_standard_lists(tmp_path, capsys):
+    """`air_drumming` (some re-distributions) is Kinetics-400's `air drumming`: with --dataset k400
+    it was refused although the error claimed spacing was ignored, and auto took a custom class list
+    without a word."""
+    k400 = standard_classes("k400")
+    videos = _touch(tmp_path / "videos", "id000000001_000010_000020.mp4", "id000000005_000010_000020.mp4")
+    train = _standard_csv(tmp_path / "train.csv", "k400", [c.replace(" ", "_") for c in k400])
+    expected = {"id000000001_000010_000020.mp4": 1, "id000000005_000010_000020.mp4": 5}
+    assert k400[1] == "air drumming"  # the underscore form is what the CSV holds
+    for dataset in ("k400", "auto"):
+        out = tmp_path / dataset
+        assert _run(["--data-root", str(videos), "--train-csv", str(train), "--out", str(out),
+                     "--dataset", dataset]) == 0, capsys.readouterr().err
+        assert read_classes(out / "classes.txt") == k400  # the standard spelling
+        assert _listed(out / "train.txt") == expected
+        assert "the standard Kinetics-400 list" in capsys.readouterr().out
+    # A class set that is in no standard list: auto says why it takes the CSV's classes.
+    custom = _write_csv(tmp_path / "custom.csv", KHEADER, [["my_class", "id000000001", 10, 20, "train"]])
+    assert _run(["--data-root", str(videos), "--train-csv", str(custom), "--out", str(tmp_path / "custom")]) == 0
+    note = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("note:"))
+    assert "'my_class'" in note and "no standard Kinetics class list" in note
+    assert read_classes(tmp_path / "custom" / "classes.txt") == ["my_class"]  # spelled as in the CSV
+
+
+def test_a_row_with_too_few_fields_names_the_counts(tmp_path, capsys):
+    videos = _touch(tmp_path / "videos", "AAAAAAAAAAA_000000_000010.mp4")
+    short = tmp_path / "t_short.csv"
+    short.write_text("label,youtube_id,time_start,time_end,split,is_cc\n"
+                     "abseiling,AAAAAAAAAAA,0,10,train,0\n"
+                     "abseiling,AAAAAAAAAAA,0,10,train\n"  # without is_cc, which is not read: fine
+                     "\n"  # a blank line is no row
+                     "zumba,BBBBBBBBBBB\n")
+    assert _run(["--data-root", str(videos), "--train-csv", str(short), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{short}:5: this row has 2 fields, the header has 6" in err and "Fix:" in err
+    assert "None" not in err
+    short.write_text(short.read_text().replace("zumba,BBBBBBBBBBB\n", ""))
+    assert _run(["--data-root", str(videos), "--train-csv", str(short), "--out", str(tmp_path / "o")]) == 0

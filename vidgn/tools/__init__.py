@@ -8,8 +8,9 @@ runs every step, and use only its list and video code.
 Each command module holds its user-facing docstring and its command line; the pieces they use are
 modules of one job each: `pool` (the crash-safe process pool of check-videos and resize-videos),
 `progress` (their progress line), `truncation` (when a video counts as truncated), `check_results`
-(check-videos' resumable results file), `transcode` (one video of resize-videos), `kinetics_inputs`
-and `kinetics_labels` (what prepare-kinetics reads, and its class lists).
+(check-videos' resumable results file), `transcode` (one video of resize-videos), `walk` (folders of
+videos, links followed once), `kinetics_inputs`, `kinetics_labels` and `kinetics_clips` (what
+prepare-kinetics reads, its class lists, and the matching of annotated clips to files).
 
 Import-light on purpose: importing a tool module must not import torch or Lightning (the `vidgn`
 command imports every tool module to build its parser, and `vidgn --help` stays fast); torch is

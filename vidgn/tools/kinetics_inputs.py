@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from vidgn.tools.kinetics_labels import normalize_label
+from vidgn.tools.progress import plural
 from vidgn.tools.walk import walk_files
 
 VIDEO_EXTS = (".mp4", ".webm", ".mkv")  # preference order when one clip exists in several formats
@@ -67,31 +68,50 @@ def read_annotations(csv_path: Path, *, need_label: bool) -> list[dict]:
     except OSError as e:
         raise KineticsError(f"{csv_path}: cannot read annotation CSV ({e.strerror or e}).") from e
     with f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
         needed = REQUIRED_COLUMNS + (("label",) if need_label else ())
         absent = [c for c in needed if c not in header]
         if absent:
             raise KineticsError(
                 f"{csv_path}: header {header} lacks column(s) {absent}; expected the official "
-                "Kinetics format `label,youtube_id,time_start,time_end,split[,is_cc]` with a header row.")
-        rows = []
-        for row in reader:
-            lineno = reader.line_num
-            try:
-                start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-            except (TypeError, ValueError):
-                raise KineticsError(f"{csv_path}:{lineno}: time_start/time_end are not numbers: "
-                                    f"{row['time_start']!r}, {row['time_end']!r}") from None
-            raw_label = row.get("label") or ""
-            label = normalize_label(raw_label) or None
-            if need_label and label is None:
-                raise KineticsError(f"{csv_path}:{lineno}: empty label")
-            rows.append({"label": label, "youtube_id": row["youtube_id"].strip(),
-                         "time_start": start, "time_end": end,
-                         "split": (row.get("split") or "").strip(), "line": lineno, "raw_label": raw_label})
-    return rows
+                f"Kinetics format `{OFFICIAL_HEADER}` with a header row.")
+        return [_annotation(csv_path, reader.line_num, header, fields, need_label)
+                for fields in reader if fields]  # blank lines are no rows
+
+
+# Columns prepare-kinetics reads; a row cut short before one of them is refused (is_cc may be absent).
+_USED_COLUMNS = (*REQUIRED_COLUMNS, "label", "split")
+OFFICIAL_HEADER = "label,youtube_id,time_start,time_end,split[,is_cc]"
+
+
+def _annotation(csv_path: Path, lineno: int, header: list[str], fields: list[str], need_label: bool) -> dict:
+    """One CSV row (`fields`, at line `lineno`) as read_annotations returns it; KineticsError naming
+    the line for a row that is cut short, has no usable times, or lacks a needed label."""
+    cut = [c for c in header[len(fields):] if c in _USED_COLUMNS]
+    if cut:
+        raise KineticsError(
+            f"{csv_path}:{lineno}: this row has {plural(len(fields), 'field')}, the header has {len(header)} "
+            f"({', '.join(header)}); it lacks {', '.join(cut)}. Fix: complete the row (a comma too "
+            "few, or a file cut short?) or remove it.")
+    row = dict(zip(header, fields))
+    try:
+        start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+    except ValueError:
+        # More fields than the header: usually a label with an unquoted comma, shifting the rest.
+        extra = (f" (this row has {len(fields)} fields, the header has {len(header)}: a label with "
+                 "an unquoted comma?)" if len(fields) > len(header) else "")
+        raise KineticsError(f"{csv_path}:{lineno}: time_start/time_end are not numbers: "
+                            f"{row['time_start']!r}, {row['time_end']!r}{extra}. Fix: correct or "
+                            "remove the row.") from None
+    raw_label = row.get("label") or ""
+    label = normalize_label(raw_label) or None
+    if need_label and label is None:
+        raise KineticsError(f"{csv_path}:{lineno}: empty label. Fix: give the row its class or "
+                            "remove it.")
+    return {"label": label, "youtube_id": row["youtube_id"].strip(), "time_start": start,
+            "time_end": end, "split": (row.get("split") or "").strip(), "line": lineno,
+            "raw_label": raw_label}
 
 
 def cvdf_inputs(cvdf_root, **given) -> dict:
