@@ -6,12 +6,16 @@ network (it expects the source's preprocessing), writes it in the source's forma
 and compares the converted network on vidgn's preprocessing of an image with the source network on
 the source's own preprocessing of the same image.
 """
+import argparse
 import contextlib
+import datetime
 import inspect
 import io
 import json
+import os
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +27,9 @@ from torch import nn
 from vidgn.cli import main
 from vidgn.data.transforms import normalize
 from vidgn.models import I3DResNet
-from vidgn.models.convert import DETECTRON, VIDGN_DEFAULT, torchvision_to_detectron
+from vidgn.models.convert import DETECTRON, VIDGN_DEFAULT, ConvertError, read_state_file, torchvision_to_detectron
+from vidgn.models.convert import pipeline
+from vidgn.models.convert.file_kinds import PICKLE, SAFETENSORS, TORCH_LEGACY, TORCH_ZIP, file_kind, read_head
 from vidgn.models.convert.state_files import read_safetensors
 from vidgn.tools.convert_2d_measure import random_resnet
 
@@ -231,7 +237,7 @@ def test_refuses_bad_inputs(tmp_path, capsys, detectron_net):
     ]
     text = tmp_path / "notes.pkl"
     text.write_text("not a pickle")
-    cases.append((text, "not readable as a Detectron pickle"))
+    cases.append((text, "not a PyTorch checkpoint, a Detectron pickle or a safetensors file"))
     for path, expected in cases:
         rc, _, err = convert(capsys, "--from", "detectron", path, out)
         assert rc == 2 and expected in err and str(path) in err, err
@@ -257,5 +263,142 @@ def test_safetensors_reader_dtypes_and_errors(tmp_path):
     back = read_safetensors(path)
     assert torch.equal(back["a"], state["a"]) and back["n"].item() == 7 and back["n"].dtype == torch.int64
     path.write_bytes(path.read_bytes()[:-4])  # truncated data
-    with pytest.raises(ValueError, match="do not hold"):
+    with pytest.raises(ValueError, match="cut short"):
         read_safetensors(path)
+
+
+# What torch.load says about files it cannot read with weights_only=True; convert-2d must never
+# pass it on (it is unsafe advice, and wrong for a file that is not a checkpoint at all).
+TORCH_ADVICE = ("weights_only", "will likely succeed")
+
+
+@pytest.fixture
+def no_conversion(monkeypatch):
+    """convert_2d replaced by a stub that refuses: a test sees whether the command got that far."""
+    def refuse(*args, **kwargs):
+        raise ConvertError("conversion reached")
+    monkeypatch.setattr(pipeline, "convert_2d", refuse)
+
+
+def test_unwritable_out_refused_before_conversion(tmp_path, capsys, no_conversion):
+    src = tmp_path / "tv.pth"
+    src.write_bytes(b"unused: the conversion is a stub")
+    (tmp_path / "a_file").write_text("keep")
+    (tmp_path / "a_folder").mkdir()
+    bad = [tmp_path / "a_file" / "out.pth", tmp_path / "a_folder"]
+    if Path("/proc").is_dir():        # exists, lists processes, takes no new files (not even for root)
+        bad.append(Path("/proc/nope/out.pth"))
+    for out in bad:
+        rc, _, err = convert(capsys, "--from", "timm", src, out)
+        assert rc == 2 and str(out) in err and "conversion reached" not in err and "Traceback" not in err, err
+    assert (tmp_path / "a_file").read_text() == "keep" and list((tmp_path / "a_folder").iterdir()) == []
+    # a folder that is not there yet is fine (write_state makes it), and the check does not make it
+    out = tmp_path / "new" / "sub" / "out.pth"
+    rc, _, err = convert(capsys, "--from", "timm", src, out)
+    assert rc == 2 and "conversion reached" in err, err
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".probe"] == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_folder_refused_before_conversion(tmp_path, capsys, no_conversion):
+    src, folder = tmp_path / "tv.pth", tmp_path / "ro"
+    src.write_bytes(b"unused")
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        rc, _, err = convert(capsys, "--from", "timm", src, folder / "out.pth")
+    finally:
+        folder.chmod(0o755)
+    assert rc == 2 and str(folder / "out.pth") in err and "Permission denied" in err, err
+    assert "conversion reached" not in err
+
+
+def test_timm_training_checkpoint_converts_its_state_dict(tmp_path, capsys, detectron_net):
+    """What timm's train.py writes (timm/utils/checkpoint_saver.py): the weights beside an
+    argparse.Namespace, the optimizer's state, numbers and strings; the EMA weights are left out."""
+    state = detectron_net.state_dict()
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    param = nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([param], lr=0.1, momentum=0.9)
+    param.sum().backward()
+    opt.step()                                  # momentum buffers: tensors in the optimizer's state
+    ckpt, bare = tmp_path / "last.pth.tar", tmp_path / "bare.pth"
+    torch.save({
+        "epoch": 3, "arch": "resnet50_gn", "version": 2, "metric": 76.5,
+        "optimizer": opt.state_dict(), "amp_scaler": {"scale": 65536.0, "_growth_tracker": 0},
+        "args": argparse.Namespace(model="resnet50_gn", lr=0.1, device="cuda:0", mean=None,
+                                   input_size=[3, 224, 224], sched="cosine"),
+        "state_dict": state, "state_dict_ema": ema,
+    }, ckpt)
+    torch.save(state, bare)
+    rc, stdout, err = convert(capsys, "--from", "timm", ckpt, tmp_path / "ckpt_out.pth")
+    assert rc == 0, err
+    assert "state_dict_ema" in stdout and "EMA" in stdout
+    assert convert(capsys, "--from", "timm", bare, tmp_path / "bare_out.pth")[0] == 0
+    got = torch.load(tmp_path / "ckpt_out.pth", weights_only=True)
+    want = torch.load(tmp_path / "bare_out.pth", weights_only=True)
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_not_a_checkpoint_says_what_it_is(tmp_path, capsys):
+    out = tmp_path / "out.pth"
+
+    def write(name, data: bytes):
+        path = tmp_path / name
+        path.write_bytes(data)
+        return path
+
+    dated = tmp_path / "dated.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "saved": datetime.date(2024, 1, 1)}, dated)
+    cases = [  # (--from, file, what the message says)
+        ("timm", write("clip.mp4", b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2" + bytes(64)),
+         "MP4/MOV video"),
+        ("detectron", write("clip2.mp4", b"\x00\x00\x00\x20ftypisom" + bytes(64)), "MP4/MOV video"),
+        # what a login-gated download saves under the asked-for name
+        ("timm", write("model.safetensors", b"<!DOCTYPE html><html><body>Sign in</body></html>"), "web page"),
+        ("torchvision", write("empty.pth", b""), "it is empty"),
+        ("timm", write("r50.pkl", pickle.dumps({"blobs": {"conv1_w": np.ones(2, np.float32)}}, protocol=2)),
+         "use --from detectron"),
+        ("detectron", write("tv.safetensors", b""), "it is empty"),
+        ("timm", dated, "datetime.date"),
+    ]
+    for source, path, expected in cases:
+        rc, _, err = convert(capsys, "--from", source, path, out)
+        assert rc == 2 and str(path) in err and expected in err, err
+        assert not any(advice in err for advice in TORCH_ADVICE), err
+        assert "Traceback" not in err and not out.exists()
+    # each --from is named with what it expects
+    _, _, err = convert(capsys, "--from", "timm", tmp_path / "clip.mp4", out)
+    assert all(f"--from {name} expects" in err for name in ("detectron", "timm", "torchvision")), err
+
+
+def test_state_file_format_from_content_not_name(tmp_path):
+    state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "n": torch.tensor(7, dtype=torch.int64)}
+    files = {}
+    for name in ("model.SAFETENSORS", "weights"):           # any case; no suffix at all
+        write_safetensors(state, tmp_path / name)
+        files[name] = SAFETENSORS
+    torch.save(state, tmp_path / "zip.safetensors")        # a torch file under a safetensors name
+    files["zip.safetensors"] = TORCH_ZIP
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    files["legacy.pth"] = TORCH_LEGACY
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"w": [1.0]}, protocol=4))
+    assert file_kind(*read_head(tmp_path / "plain.pkl")) == PICKLE
+    for name, kind in files.items():
+        assert file_kind(*read_head(tmp_path / name)) == kind, name
+        back = read_state_file(tmp_path / name)
+        assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state), name
+    # legacy format in pickle protocol 4 (a FRAME before the magic number): recognised, and refused
+    # with the reason, since torch's safe unpickler cannot read it
+    legacy4 = tmp_path / "legacy4.pth"
+    torch.save(state, legacy4, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    assert file_kind(*read_head(legacy4)) == TORCH_LEGACY
+    with pytest.raises(ConvertError, match="legacy.*protocol 4") as e:
+        read_state_file(legacy4)
+    assert not any(advice in str(e.value) for advice in TORCH_ADVICE)
+    # cut short (an interrupted download): said so, also under a safetensors name in another case
+    cut = tmp_path / "cut.SafeTensors"
+    cut.write_bytes((tmp_path / "weights").read_bytes()[:-8])
+    with pytest.raises(ConvertError, match="cut short"):
+        read_state_file(cut)

@@ -37,7 +37,8 @@ def add_parser(subparsers) -> None:
         description=__doc__.split("\n\n")[0], epilog="docs/pretrained.md: where to get each file, what is exact")
     p.add_argument("--from", dest="source", required=True, choices=("detectron", "timm", "torchvision"),
                    help="format and input convention of IN: detectron (R-50-GN.pkl: Caffe2 blobs, BGR 0-255 "
-                        "minus means), timm (resnet50_gn .safetensors/.bin), torchvision (.pth)")
+                        "minus means), timm (resnet50_gn .safetensors/.bin, or train.py's .pth.tar), "
+                        "torchvision (.pth)")
     p.add_argument("input", metavar="IN", help="the 2D checkpoint")
     p.add_argument("output", metavar="OUT", help="the .pth to write (torchvision keys, tensors only)")
     p.add_argument("--mean", nargs=3, type=_float_arg("--mean"), metavar=("R", "G", "B"),
@@ -53,7 +54,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidgn.models.convert.convention import VIDGN_DEFAULT, InputConvention
     from vidgn.models.convert.errors import ConvertError
-    from vidgn.models.convert.pipeline import convert_2d, write_state
+    from vidgn.models.convert.pipeline import check_output, convert_2d, write_state
 
     if args.mean and args.mean_from_source:
         print("vidgn convert-2d: error: give --mean or --mean-from-source, not both", file=sys.stderr)
@@ -66,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     target = InputConvention("vidgn", "RGB", 1.0, mean, std)
     out = Path(args.output)
     try:
-        if out.exists() and not args.overwrite:  # before the (slow) conversion
-            raise ConvertError(f"{out}: exists; pass --overwrite to replace it, or choose another OUT")
+        check_output(out, overwrite=args.overwrite)  # before the (slow) conversion
         state, report = convert_2d(args.input, source=args.source, target=target,
                                    mean_from_source=args.mean_from_source)
         write_state(state, out, overwrite=args.overwrite)

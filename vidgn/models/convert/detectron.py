@@ -34,6 +34,9 @@ import numpy as np
 import torch
 
 from vidgn.models.convert.errors import ConvertError
+from vidgn.models.convert.file_kinds import (
+    PICKLE, SAFETENSORS, TORCH_LEGACY, TORCH_ZIP, check_input, file_kind, not_a_checkpoint,
+)
 
 _ABC = {"a": "1", "b": "2", "c": "3"}
 _BLOCK = re.compile(r"^res(\d)_(\d+)_branch(1|2[abc])_(w|gn_s|gn_b)$")
@@ -73,11 +76,17 @@ def read_detectron_pickle(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     hint = ("expected a Detectron weights pickle ({'blobs': {name: array}}), e.g. "
             "ImageNetPretrained/47261647/R-50-GN.pkl from the Detectron model zoo")
+    check_input(path)
+    raw = path.read_bytes()
+    kind = file_kind(raw[:512], len(raw))
+    if kind in (TORCH_ZIP, TORCH_LEGACY, SAFETENSORS):
+        raise ConvertError(f"{path}: a {'safetensors' if kind == SAFETENSORS else 'torch.save'} file, not a Detectron "
+                           "pickle; convert it with --from timm or --from torchvision (whichever it came from)")
     try:
-        data = _ArrayUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    except FileNotFoundError:
-        raise ConvertError(f"{path}: no such file") from None
+        data = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except Exception as e:  # noqa: BLE001 - any unpickling failure is "not this format"
+        if kind != PICKLE:  # not even a pickle (Python 2's text protocols are tried above all the same)
+            raise ConvertError(not_a_checkpoint(path, raw[:512], len(raw))) from None
         raise ConvertError(f"{path}: not readable as a Detectron pickle ({e}); {hint}") from None
     if isinstance(data, dict) and isinstance(data.get("blobs"), dict):
         data = data["blobs"]                # newer files; "cfg" (a YAML string) may sit beside it

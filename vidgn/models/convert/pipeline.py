@@ -24,6 +24,7 @@ class ConvertReport:
     fold: FoldReport
     tensors: int
     skipped: list[str] = field(default_factory=list)   # e.g. Detectron's *_momentum blobs
+    notes: list[str] = field(default_factory=list)     # e.g. a checkpoint's EMA weights left out
 
     def summary(self) -> str:
         lines = [
@@ -37,6 +38,7 @@ class ConvertReport:
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} blobs: " + ", ".join(self.skipped[:4])
                          + (" ..." if len(self.skipped) > 4 else ""))
+        lines.extend(self.notes)
         if self.layout.norm == "gn":
             lines.append("GroupNorm: 32 groups, eps 1e-5 assumed (not stored in the file); vidgn's norm='gn' "
                          "uses the same (groups=32, norm_eps=1e-5)")
@@ -48,11 +50,12 @@ def convert_2d(path: str | Path, *, source: str, target: InputConvention = VIDGN
     """Read `path` in `source`'s format; return the torchvision-layout state dict for `target`'s input."""
     convention = SOURCES[source]
     skipped: list[str] = []
+    notes: list[str] = []
     if source == "detectron":
         state, skipped = detectron_to_torchvision(read_detectron_pickle(path), path=path)
         layout = check_resnet_layout(state, path=path, display=lambda k: detectron_blob_name(k) or k)
     else:
-        state = read_state_file(path)
+        state = read_state_file(path, notes)
         layout = check_resnet_layout(state, path=path)
     if mean_from_source:
         mean, _ = convention.rgb_unit()
@@ -63,15 +66,45 @@ def convert_2d(path: str | Path, *, source: str, target: InputConvention = VIDGN
             state[k] = v.float()            # vidgn trains in float32 (bf16 autocast on top)
     fold = fold_input_convention(state, source=convention, target=target)
     return state, ConvertReport(layout=layout, source=convention, target=target, fold=fold,
-                                tensors=len(state), skipped=skipped)
+                                tensors=len(state), skipped=skipped, notes=notes)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def check_output(out: Path, *, overwrite: bool) -> None:
+    """Before the (slow) conversion: OUT is a file that can be written, its folder exists or can be
+    made, and an existing OUT is replaced only with --overwrite."""
+    if out.is_dir():
+        raise ConvertError(f"{out}: is a folder; OUT is the file to write, e.g. {out / 'resnet50_imagenet.pth'}")
+    if out.exists() and not overwrite:
+        raise ConvertError(f"{out}: exists; pass --overwrite to replace it, or choose another OUT")
+    folder = _nearest_existing(out.parent)
+    if not folder.is_dir():
+        raise ConvertError(f"{out}: cannot be written: {folder} is a file, not a folder; choose another OUT")
+    # A real file, created and removed: permission bits, read-only mounts and /proc all answer truly
+    # (os.access does not, for root or for mounts).
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vidgn-convert-2d.", suffix=".probe", dir=folder)
+    except OSError as e:
+        raise ConvertError(f"{out}: cannot be written: no file can be created in {folder} ({e.strerror}); "
+                           "choose another OUT, or a folder you can write to") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_state(state: dict[str, torch.Tensor], out: Path, *, overwrite: bool) -> None:
     """torch.save to a temporary file beside `out`, then rename: `out` is never half-written."""
     if out.exists() and not overwrite:
         raise ConvertError(f"{out}: exists; pass --overwrite to replace it, or choose another OUT")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    except OSError as e:   # check_output passed, but the folder changed since, or mkdir is refused
+        raise ConvertError(f"{out}: cannot be written ({e}); choose another OUT") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -79,6 +112,9 @@ def write_state(state: dict[str, torch.Tensor], out: Path, *, overwrite: bool) -
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)     # mkstemp creates 0600; give OUT the usual permissions
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)):  # e.g. a full disk (torch.save's writer raises RuntimeError)
+            raise ConvertError(f"{out}: writing failed ({e}); OUT is as it was; free space or choose "
+                               "another OUT") from None
         raise
