@@ -257,3 +257,19 @@ def test_vidgn_test_report_lists_the_bad_videos(bad_root, tmp_path):
     # Validation reports how many it left out, too.
     (metrics,) = trainer.validate(model, datamodule=dm)
     assert metrics["val/num_left_out"] == 4.0
+
+
+def test_decoder_reasons_are_said_in_words_without_log_noise():
+    """decord's exceptions carry log times and C++ source locations; the reason a user reads (the
+    bad-video log, check-videos) keeps what the failure means."""
+    from vidgn.data.video import _short
+
+    damaged = RuntimeError("[16:45:58] /project/src/video/ffmpeg/threaded_decoder.cc:292: [16:45:58] "
+                           "/project/src/video/ffmpeg/threaded_decoder.cc:218: Check failed: "
+                           "avcodec_send_packet(dec_ctx_.get(), pkt.get()) >= 0 (-1094995529 vs. 0) "
+                           "Thread worker: Error sending packet.\nStack trace: ...")
+    said = _short(damaged)
+    assert "16:45:58" not in said and ".cc:" not in said and "Stack trace" not in said
+    assert said.startswith("RuntimeError: Check failed") and "the file is damaged there" in said
+    again = _short(RuntimeError("Check failed: avcodec_send_packet(...) >= 0 (-11 vs. 0) Thread worker"))
+    assert "not damage" in again and "vidgn resize-videos" in again  # decord2's EAGAIN bug

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -16,18 +17,44 @@ from vidgn.tools.check_videos import check_video
 from vidgn.data.lists import parse_list, resolve
 
 
-def _encode(path, codec, n=50, *, options=None, container_options=None, size=(64, 48)):
+def _encode(path, codec, n=50, *, options=None, container_options=None, size=(64, 48), first_pts=0,
+            audio_s=0.0):
+    """Random frames at 25 fps, the first shown at `first_pts` / 25 s; `audio_s` of silent AAC."""
     rng = np.random.default_rng(0)
     width, height = size
     with av.open(str(path), "w", options=container_options or {}) as c:
         s = c.add_stream(codec, rate=25, options=options or {})
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        for _ in range(n):
-            img = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8),
+                                               format="rgb24")
+            frame.pts, frame.time_base = first_pts + i, Fraction(1, 25)
+            for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+    if audio_s:
+        _add_silence(path, audio_s)
+
+
+def _add_silence(path, seconds: float) -> None:
+    """Rewrite `path` with a silent AAC track of `seconds` beside its video (remuxed, not re-encoded)."""
+    tmp = path.with_name("with_audio_" + path.name)
+    with av.open(str(path)) as i, av.open(str(tmp), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        a = o.add_stream("aac", rate=48000)
+        for p in i.demux(i.streams.video[0]):
+            if p.size:
+                p.stream = v
+                o.mux(p)
+        for k in range(int(seconds * 48000 / 1024)):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 48000, k * 1024
+            for p in a.encode(frame):
+                o.mux(p)
+        for p in a.encode():
+            o.mux(p)
+    tmp.replace(path)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +82,21 @@ def videos(synthetic_dataset, tmp_path_factory):
     data = (root / "fs.mp4").read_bytes()
     (root / "bad/late_frames_cut.mp4").write_bytes(data[: int(len(data) * 0.99)])
     (root / "fs.mp4").unlink()
-    bad["bad/late_frames_cut.mp4"] = "does not decode"
+    bad["bad/late_frames_cut.mp4"] = "decode failed for frames"
+    # Damaged at 30%: frames 0, n/2 and n-1 all decode (the keyframes after the damage are intact);
+    # only decoding every frame finds it, as a training clip over the damage would.
+    _encode(root / "mid.mp4", "libx264", n=120, options={"g": "10"}, container_options={"movflags": "+faststart"})
+    data = bytearray((root / "mid.mp4").read_bytes())
+    at = int(len(data) * 0.3)
+    data[at:at + 2000] = np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    (root / "bad/damaged_at_30pct.mp4").write_bytes(bytes(data))
+    (root / "mid.mp4").unlink()
+    bad["bad/damaged_at_30pct.mp4"] = "decode failed for frames"
+    # Intact Matroska files whose container duration is not the video's length: a video that
+    # starts at 5 s (the duration is its end time) and one with a longer audio track.
+    _encode(root / "starts_at_5s.mkv", "libx264", n=25, first_pts=125)
+    _encode(root / "audio_outlasts.mkv", "libx264", n=25, audio_s=3.0)
+    good += ["starts_at_5s.mkv", "audio_outlasts.mkv"]
     # Half a webm: decord sees a shorter video; the container still declares the full duration.
     webm = root / good[0]
     data = webm.read_bytes()

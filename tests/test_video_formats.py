@@ -150,15 +150,28 @@ def test_other_stderr_output_while_opening_is_passed_on(tmp_path, capfd, monkeyp
     assert capfd.readouterr().err == "a line of someone else's\n\ufffd not utf-8, kept as is\n"
 
 
-def _cut_with_stream_copy(src, dst, cut: int) -> None:
+def _cut_with_stream_copy(src, dst, cut: int, stream=None) -> None:
     """What `yt-dlp --download-sections` gives without --force-keyframes-at-cuts (ffmpeg -ss with
     -c copy): the packets from the keyframe before frame `cut`, timestamps shifted so that `cut`
-    shows at 0; the frames before it are hidden by an mp4 edit list, or carry negative times in mkv."""
+    shows at 0; the frames before it are hidden by an mp4 edit list, or carry negative times in mkv.
+    `stream`: (src2, disposition of src's stream) to put a small thumbnail track first."""
     import av
 
     with av.open(str(src)) as i, av.open(str(dst), "w") as o:
         ist = i.streams.video[0]
-        ost = o.add_stream_from_template(ist)
+        if stream is not None:  # a first, non-default video track (a thumbnail, a preview)
+            with av.open(str(stream)) as t:
+                tst = t.streams.video[0]
+                ost0 = o.add_stream_from_template(tst)
+                ost0.disposition = av.stream.Disposition(0)
+                thumb = [p for p in t.demux(tst) if p.size]
+                ost = o.add_stream_from_template(ist)
+                ost.disposition = av.stream.Disposition.default
+                for p in thumb:
+                    p.stream = ost0
+                    o.mux(p)
+        else:
+            ost = o.add_stream_from_template(ist)
         packets = [p for p in i.demux(ist) if p.size]
         shift = round(cut / float(ist.average_rate) / ist.time_base)
         key = max(p.pts for p in packets if p.is_keyframe and p.pts <= shift)
@@ -168,23 +181,61 @@ def _cut_with_stream_copy(src, dst, cut: int) -> None:
             o.mux(p)
 
 
+def _write_open_gop(path):
+    """H.264 with open-GOP keyframes at 30 and 60 (x264 --open-gop): the 2 B-frames shown before
+    each are decoded after it and reference the GOP before."""
+    import av
+
+    from vidgn.benchmarks.decoder_matrix_files import frame_image
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30, options={
+            "preset": "veryfast", "g": "30", "x264-params": "open-gop=1:scenecut=0:bframes=3"})
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i in range(N):
+            for p in s.encode(av.VideoFrame.from_ndarray(frame_image(i, W, H), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+# (source, cut, keyframe before the cut). Cut just after an open-GOP keyframe, the frames shown
+# before it but decoded after it reference the GOP before, which the cut drops: a player drops them.
+CUTS = [("h264_mp4", 13, 0), ("h264_open_gop", 33, 30)]
+
+
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
-def test_a_clip_cut_with_stream_copy_decodes_as_it_is_shown(files, tmp_path, ext):
+@pytest.mark.parametrize("source, cut, key", CUTS, ids=[c[0] for c in CUTS])
+def test_a_clip_cut_with_stream_copy_decodes_as_it_is_shown(files, tmp_path, ext, source, cut, key):
     """A download cut without re-encoding has frames before the cut: an mp4 edit list hides them
-    (decord counts them, its decoder drops them); mkv has no edit lists and shows them. Either way
-    vidgn counts and returns exactly the frames a player (FFmpeg, PyAV) shows."""
-    src = files["h264_mp4"]
-    cut = 13  # the keyframe before it is frame 0
+    (decord counts them, its decoder drops them); mkv has no edit lists and shows them, except
+    open-GOP leading frames, which cannot be decoded. Either way vidgn counts and returns exactly
+    the frames a player (FFmpeg, PyAV) shows."""
+    src = files[source] if source in files else _write_open_gop(tmp_path / f"{source}.mp4")
     path = tmp_path / f"cut.{ext}"
     _cut_with_stream_copy(src, path, cut)
-    shown, _ = reference_frames(path)
-    source, _ = reference_frames(src)
-    first = cut if ext == "mp4" else 0
-    assert len(shown) == N - first and match(shown[0], source, first)[0]  # what was written
+    _decodes_as_shown(path, reference_frames(src)[0], cut if ext == "mp4" else key)
+
+
+def test_the_stream_decord_decodes_is_the_one_counted(files, tmp_path):
+    """A file whose first video track is a non-default thumbnail: decord decodes FFmpeg's "best"
+    stream, the main one, and its hidden frames are counted on that stream."""
+    path = tmp_path / "thumb_first.mp4"
+    _cut_with_stream_copy(files["h264_mp4"], path, 13, stream=files["h264_24w_mp4"])
+    _decodes_as_shown(path, reference_frames(files["h264_mp4"])[0], 13, best=True)
+
+
+def _decodes_as_shown(path, source: list, first: int, best: bool = False) -> None:
+    import av
+
+    with av.open(str(path)) as c:  # what a player shows: FFmpeg's best video stream
+        shown = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.best("video"))]
+    assert match(shown[0], source, first)[0] and len(shown) == N - first  # what was written
     reader, info = open_video(path)
     assert info.num_frames == len(shown)
     last = len(shown) - 1
-    for indices in ([0, 1, last - 12, last, last - 1, 40, 2, last], list(range(last - 15, last + 1))):
+    for indices in ([0, 1, last // 2, last, last - 1, 5, 2, last], list(range(max(0, last - 15), last + 1))):
         frames = decode_frames(reader, indices, path).numpy()
         wrong = [i for f, i in zip(frames, indices) if not match(f, shown, i)[0]]
         assert not wrong, f"frames {wrong} of the cut clip are not the ones shown at those positions"

@@ -17,9 +17,10 @@ Rules that keep decord fast and safe in DataLoader workers:
   decoding anything) and marks the reader; `decode_frames` then reads such a video from its first
   frame without seeking. Still decord decoding, only slower, for these rare files.
 * A clip cut without re-encoding (`ffmpeg -ss ... -c copy`, `yt-dlp --download-sections`) starts at
-  the keyframe before the cut, and an mp4 edit list hides the frames before it. decord counts the
-  hidden frames but its decoder drops them (so its late indices repeat the last frame);
-  `open_video` counts them from the packet headers (FFmpeg marks them "discard"), leaves them out
+  the keyframe before the cut: an mp4 edit list hides the frames before the cut, and open-GOP
+  leading frames (which reference the GOP before the keyframe) cannot be decoded. decord counts
+  these frames but its decoder drops them (so its late indices repeat the last frame);
+  `open_video` counts them from the packet headers of the stream decord decodes, leaves them out
   of `num_frames` and marks the reader to be read from its first shown frame.
 * decord's RGB copy fails on frames whose rows need padding (decord 0.6: widths 16, 24, 48, 72;
   decord2 3.4: 16, 24, 32, 48, 96, 144 of 16..256): those frames are read one by one, unpadded.
@@ -137,11 +138,25 @@ def _decord_open_errors():
             os.write(2, b"".join(others))
 
 
+# decord's messages carry log times and C++ source locations ("[16:45:58] /project/src/video/
+# ffmpeg/threaded_decoder.cc:292: "), and sometimes a stack trace: none of it helps a user.
+_DECORD_NOISE_RE = re.compile(r"\[\d{2}:\d{2}:\d{2}\] |\S+\.(?:cc|cpp|h):\d+: ")
+# FFmpeg error codes in decord's "(CODE vs. 0)" checks, in words.
+_AVERROR_WORDS = {-1094995529: "invalid data in the stream: the file is damaged there",
+                  -541478725: "the file ends early", -11: "the decoder asked to be read first (EAGAIN)"}
+_EAGAIN_HINT = ("; a decord2 3.4 limitation, not damage: it does not handle this FFmpeg answer (seen "
+                "with closed-GOP HEVC with B-frames); `vidgn resize-videos` re-encodes such videos "
+                "to H.264, which decodes")
+
+
 def _short(e: BaseException) -> str:
-    # decord's messages carry a C++ source location and sometimes a stack trace: keep the first
-    # informative line.
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__
+    """One informative line for a decoder exception (first 300 characters)."""
+    text = _DECORD_NOISE_RE.sub("", " ".join(str(e).split())).split("Stack trace")[0].strip()
+    m = re.search(r"\((-?\d+) vs\. 0\)", text)
+    if m and int(m.group(1)) in _AVERROR_WORDS:
+        code = int(m.group(1))
+        text = f"{text[:200]} [{_AVERROR_WORDS[code]}{_EAGAIN_HINT if code == -11 else ''}]"
+    return f"{type(e).__name__}: {text[:500]}" if text else type(e).__name__
 
 
 def open_video(path: str | Path, num_threads: int = 1):
@@ -172,12 +187,12 @@ def open_video(path: str | Path, num_threads: int = 1):
         raise VideoDecodeError(path, f"cannot open: {why}") from e
     scan = _scan_packets(path, st.st_size, st.st_mtime_ns)
     if scan is not None and scan.hidden:
-        # An edit list hides the first `hidden` frames (a clip cut with `ffmpeg -ss ... -c copy`,
-        # e.g. `yt-dlp --download-sections`): decord counts them but its decoder drops them, so its
-        # later indices run past the end (repeating the last frame). Only the shown ones count.
+        # A clip cut without re-encoding starts with frames the decoder drops (_hidden_frames):
+        # decord counts them, so its later indices run past the end (repeating the last frame).
+        # Only the shown ones count.
         num_frames -= scan.hidden
         if num_frames < 1:
-            raise VideoDecodeError(path, "no video frames (an edit list hides them all)")
+            raise VideoDecodeError(path, "no video frames (all are hidden: a cut before the first keyframe)")
     # Attributes on decord's (Python) reader keep the callers' (reader, info) API unchanged.
     reader.vidgn_seeks_exactly = _seeks_exactly(reader, len(reader), scan)
     reader.vidgn_num_threads = num_threads  # for the fresh readers decode_frames may open
@@ -201,26 +216,58 @@ def _seeks_exactly(reader, num_frames: int, scan: "_PacketScan | None") -> bool:
 @dataclass(frozen=True)
 class _PacketScan:
     keyframes: tuple[int, ...] | None  # display positions of the keyframes; None: no timestamps
-    hidden: int  # frames an edit list hides (FFmpeg marks their packets "discard")
+    hidden: int  # frames decord counts that its decoder never shows (see _hidden_frames)
 
 
 @functools.lru_cache(maxsize=4096)
 def _scan_packets(path: str, size: int, mtime_ns: int) -> _PacketScan | None:
-    """What the container's packet headers say (PyAV, ~1 ms for a 10 s clip, nothing decoded);
-    None when it cannot be read (then decord is trusted). Cached per file version (size, mtime):
-    a worker opens the same videos again every epoch."""
+    """What the container's packet headers say about the stream decord decodes (FFmpeg's "best"
+    video stream; PyAV, ~1 ms for a 10 s clip, nothing decoded); None when it cannot be read (then
+    decord is trusted). Cached per file version (size, mtime): a worker opens the same videos
+    again every epoch."""
     try:
         import av
 
         with av.open(path) as container:
-            packets = [(p.pts, p.is_keyframe, p.is_discard) for p in container.demux(video=0) if p.size]
+            stream = container.streams.best("video")
+            if stream is None:
+                return None
+            packets = [(p.pts, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size]
     except Exception:
         return None
-    hidden = sum(discard for _, _, discard in packets)
-    if any(pts is None for pts, _, _ in packets):
+    hidden = _hidden_frames(packets)
+    shown = [(pts, key) for pts, key, discard in packets if not discard]
+    if any(pts is None for pts, _ in shown):
         return _PacketScan(None, hidden)
-    rank = {pts: i for i, pts in enumerate(sorted(pts for pts, _, _ in packets))}
-    return _PacketScan(tuple(rank[pts] for pts, key, _ in packets if key), hidden)
+    rank = {pts: i for i, pts in enumerate(sorted(pts for pts, _ in shown))}
+    return _PacketScan(tuple(rank[pts] for pts, key in shown if key), hidden)
+
+
+def _hidden_frames(packets: list[tuple[int | None, bool, bool]]) -> int:
+    """Frames that decord counts (one per packet) but the decoder never shows, at the start of a
+    clip cut without re-encoding (`ffmpeg -ss ... -c copy`, `yt-dlp --download-sections`), which
+    starts at the keyframe before the cut:
+    * packets an mp4 edit list hides (FFmpeg marks them "discard");
+    * in other containers, the frames shown before the first keyframe but decoded after it
+      (open-GOP leading frames: x265's CRA, x264 --open-gop): they reference the GOP before the
+      cut, which is not in the file, so the decoder drops them. Their times fall before the
+      keyframe's, or are missing where the container cannot store negative times (Matroska).
+    (packets: (pts, keyframe, discard) in decode order.)"""
+    hidden = sum(discard for _, _, discard in packets)
+    if all(pts is None for pts, _, _ in packets):
+        return hidden  # no timestamps at all (AVI): nothing to tell leading frames by
+    # The keyframe the file starts from (hidden by an edit list or not): only its leading frames
+    # lack their references; a later keyframe's have the GOP before it.
+    first = next((i for i, (_, key, _) in enumerate(packets) if key), None)
+    if first is None or packets[first][0] is None:
+        return hidden
+    key_pts = packets[first][0]
+    for pts, key, discard in packets[first + 1:]:
+        if key:
+            break  # leading frames come before the next keyframe
+        if not discard and (pts is None or pts < key_pts):
+            hidden += 1
+    return hidden
 
 
 # Fresh readers tried after a reader fails, before a video counts as bad. decord2's reader pushes

@@ -93,7 +93,7 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
         if not inp.streams.video:
             raise ValueError("no video stream" if inp.streams else
                              "no streams at all: not a video, or cut short before its header")
-        ist = inp.streams.video[0]
+        ist = inp.streams.best("video")  # the stream FFmpeg (and decord) would show, as prepared
         # One decode thread and one x264 thread per video: parallelism comes from --workers, which
         # scales better than threads inside one small video.
         ist.thread_count = 1
@@ -137,7 +137,7 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
                     img = _rotate_yuv420p(img, turns)
                 img.pts, img.time_base = pts, ist.time_base
                 durations[pts] = frame.duration or 0
-                end_s = float((pts + (frame.duration or 0)) * ist.time_base)
+                end_s = float((pts + (frame.duration or 0) - (ist.start_time or 0)) * ist.time_base)
                 for packet in ost.encode(img):
                     _mux(out, packet, durations)
                 frames += 1

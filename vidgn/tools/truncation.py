@@ -12,23 +12,42 @@ TRUNCATION_SLACK_FRAC = 0.1
 
 
 def declared_duration(container, stream) -> float | None:
-    """Duration (seconds) that a PyAV `container` declares for its video `stream`: the stream's own,
-    else the container's; None if it declares none."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
+    """Length (seconds) that a PyAV `container` declares for its video `stream`, from the stream's
+    first timestamp: the stream's own duration (mp4, mov), else Matroska's per-track DURATION tag
+    (the track's end time: the first timestamp is subtracted; the container's duration can be an
+    audio track's, longer than the video's), else the container's; None if it declares none."""
+    tb = stream.time_base
+    start = float(stream.start_time * tb) if stream.start_time is not None and tb is not None else 0.0
+    if stream.duration is not None and tb is not None:
+        return float(stream.duration * tb)
+    tag = _hms_seconds(stream.metadata.get("DURATION"))
+    if tag is not None:
+        return tag - start
     if container.duration is not None:
-        return container.duration / 1e6  # av.time_base: microseconds
+        end = container.duration / 1e6  # av.time_base: microseconds
+        # Matroska's segment duration is an end time, other formats' a length.
+        return end - start if "matroska" in container.format.name else end
     return None
 
 
+def _hms_seconds(text: str | None) -> float | None:
+    """'00:00:10.000000000' (Matroska's DURATION tag) -> 10.0; None if absent or unreadable."""
+    try:
+        h, m, sec = (text or "").split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+
+
 def declared_duration_of(path: str) -> float | None:
-    """`declared_duration` of the file's first video stream; None also when PyAV cannot read the
-    header (the video decoded with another reader: that is no reason to reject it)."""
+    """`declared_duration` of the video stream decord decodes (FFmpeg's "best"); None also when
+    PyAV cannot read the header (the video decoded with another reader: that is no reason to
+    reject it)."""
     try:
         import av
 
         with av.open(path) as c:
-            return declared_duration(c, c.streams.video[0])
+            return declared_duration(c, c.streams.best("video"))
     except Exception:
         return None
 
