@@ -42,7 +42,7 @@ CHECK_CHUNK = 64  # frames decoded per call: a Table 8 clip's span at 32x2
 
 
 def check_video(path: str, num_threads: int = 1) -> str | None:
-    """None if `path` decodes (first, middle, last frame), else the reason it does not.
+    """None if `path` decodes (every frame), else the reason it does not.
 
     Decodes through `vidgn.data.video`, the same code the training pipeline uses, so a video passes
     here exactly when training can read it. The reader is created here, i.e. inside the worker
@@ -61,7 +61,7 @@ def _check_video(path: str, num_threads: int) -> str | None:
     try:
         vr, info = open_video(path, num_threads=num_threads)
         n = info.num_frames
-        # Every frame, in order (no seeks: about twice the cost of decoding 3 frames far apart, see
+        # Every frame, in order (no seeks; 1.5x the CPU of decoding 3 frames far apart, see
         # docs/benchmarks.md): damage anywhere fails some training clip, so it must fail here too.
         for start in range(0, n, CHECK_CHUNK):
             idx = list(range(start, min(n, start + CHECK_CHUNK)))
