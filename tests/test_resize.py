@@ -496,3 +496,18 @@ def test_a_symlink_loop_in_src_is_walked_once(tmp_path):
     assert find_videos(src) == ["linked/b_000002_000012.mp4", "sub/a_000001_000011.mp4"]
     by_clip, _ = index_videos(src)
     assert sorted(by_clip.values()) == ["linked/b_000002_000012.mp4", "sub/a_000001_000011.mp4"]
+
+
+def test_a_list_labelled_with_class_names_needs_no_classes_file(tmp_path, capsys):
+    """resize-videos --list reads only the paths: names with spaces, class-name labels (no
+    classes.txt anywhere), a header and a quoted path all name their videos."""
+    root = tmp_path / "src"
+    for rel in ("abseiling/a 1.mp4", "passing American football (in game)/b.mp4", "c,d.mp4", "skipped.mp4"):
+        _encode(root / rel, "libx264", n=2)
+    lst = tmp_path / "list.txt"
+    lst.write_text("path label\nabseiling/a 1.mp4 abseiling\n"
+                   "passing American football (in game)/b.mp4 passing American football (in game)\n"
+                   '"c,d.mp4",3\n')
+    assert _resize(root, tmp_path / "dst", "--short-side", SHORT, "--list", lst) == 0
+    assert _videos(tmp_path / "dst") == ["abseiling/a 1.mp4", "c,d.mp4",
+                                         "passing American football (in game)/b.mp4"]

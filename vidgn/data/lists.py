@@ -375,6 +375,33 @@ def parse_list(
     return entries
 
 
+def list_paths(list_path: str | Path, data_root: str | Path) -> list[VideoEntry]:
+    """The videos a list names, its labels not read (label -1): for tools that only need the files
+    (`vidgn resize-videos --list`), so a list labelled with class names needs no classes.txt.
+
+    A line's path is the whole line if that names an existing file, else its longest prefix (cut at
+    a separator) that does, else the part before its last separator. A first line whose last field
+    is `label` is a header, as in parse_list.
+    """
+    data_root = Path(data_root)
+    entries = []
+    for lineno, line in enumerate(_read_text(Path(list_path), "list file").splitlines(), start=1):
+        raw = line.strip()
+        if not raw or raw.startswith("#"):
+            continue
+        if not entries and _last_word(raw).lower() == "label" and raw.lower() != "label":
+            continue  # header row
+        path = _unquote(raw)
+        if not _exists(path, data_root):
+            split = _existing_prefix(raw, data_root) or _video_prefix(raw)
+            before_last = _UP_TO_LAST_SEP_RE.match(raw)
+            path = split[0] if split else _unquote(before_last.group(0)[:-1] if before_last else raw)
+        entries.append(VideoEntry(path=path, label=-1, line=lineno))
+    if not entries:
+        raise ListError(f"{list_path}: no videos listed (expected lines `path label` or `path`).")
+    return entries
+
+
 def _exists(path: str, data_root: Path) -> bool:
     return os.path.isfile(resolve(VideoEntry(path, -1, 0), data_root))
 

@@ -60,7 +60,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from vidgn.data.lists import ListError, parse_list
+from vidgn.data.lists import ListError, list_paths
 from vidgn.tools.kinetics_inputs import VIDEO_EXTS as KINETICS_EXTS
 from vidgn.tools.pool import run_isolating_crashes
 from vidgn.tools.progress import Progress, plural
@@ -96,9 +96,10 @@ def find_videos(src: Path) -> list[str]:
     return sorted(found)
 
 
-def videos_from_list(list_path: Path, src: Path, classes: list[str] | None = None) -> list[str]:
-    """The list's video paths relative to `src` (absolute paths must lie inside `src`)."""
-    entries = parse_list(list_path, src, classes, check_files=False, allow_unlabeled=True)
+def videos_from_list(list_path: Path, src: Path) -> list[str]:
+    """The list's video paths relative to `src` (absolute paths must lie inside `src`); its labels
+    are not read (class names need no classes.txt here)."""
+    entries = list_paths(list_path, src)
     rels, outside = [], []
     src_real = os.path.realpath(src)
     for e in entries:
@@ -210,8 +211,6 @@ def add_parser(subparsers) -> None:
                    help="short side of the output in pixels, even (default: 320)")
     p.add_argument("--list", help="only the videos of this vidgn list (paths relative to SRC; "
                                   "default: every video under SRC)")
-    p.add_argument("--classes", help="classes.txt, if the list's labels are class names and no "
-                   "classes.txt is beside it")
     p.add_argument("--upscale", action="store_true",
                    help="also scale up videos whose short side is smaller (default: keep their size)")
     p.add_argument("--crf", type=int, default=23, help="x264 quality, lower = better/bigger (default: 23)")
@@ -241,10 +240,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_dst(src, dst)
         if args.list:
-            from vidgn.data.lists import read_classes
-
-            classes = read_classes(args.classes) if args.classes else None
-            rels = videos_from_list(Path(args.list), src, classes)
+            rels = videos_from_list(Path(args.list), src)
         else:
             rels = find_videos(src)
         jobs, clashes = plan_outputs(rels)
