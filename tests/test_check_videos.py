@@ -18,8 +18,10 @@ from vidgn.data.lists import parse_list, resolve
 
 
 def _encode(path, codec, n=50, *, options=None, container_options=None, size=(64, 48), first_pts=0,
-            audio_s=0.0):
-    """Random frames at 25 fps, the first shown at `first_pts` / 25 s; `audio_s` of silent AAC."""
+            audio_s=0.0, jump_at=None):
+    """Random frames at 25 fps, the first shown at `first_pts` / 25 s; `audio_s` of silent AAC;
+    `jump_at`: the frames from that one on are shown 40 frames (1.6 s) later, as when damage made
+    the demuxer skip a stretch."""
     rng = np.random.default_rng(0)
     width, height = size
     with av.open(str(path), "w", options=container_options or {}) as c:
@@ -28,7 +30,8 @@ def _encode(path, codec, n=50, *, options=None, container_options=None, size=(64
         for i in range(n):
             frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8),
                                                format="rgb24")
-            frame.pts, frame.time_base = first_pts + i, Fraction(1, 25)
+            jump = 40 if jump_at is not None and i >= jump_at else 0
+            frame.pts, frame.time_base = first_pts + i + jump, Fraction(1, 25)
             for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():
@@ -97,6 +100,10 @@ def videos(synthetic_dataset, tmp_path_factory):
     _encode(root / "starts_at_5s.mkv", "libx264", n=25, first_pts=125)
     _encode(root / "audio_outlasts.mkv", "libx264", n=25, audio_s=3.0)
     good += ["starts_at_5s.mkv", "audio_outlasts.mkv"]
+    # Frames missing in the middle (a 1.6 s jump in the frame times): it decodes without an error.
+    _encode(root / "bad/frames_missing.webm", "libvpx-vp9", n=50, jump_at=25,
+            options={"deadline": "realtime", "cpu-used": "8"})
+    bad["bad/frames_missing.webm"] = "frames missing: a 1.64 s jump between frames 24 and 25"
     # Half a webm: decord sees a shorter video; the container still declares the full duration.
     webm = root / good[0]
     data = webm.read_bytes()
@@ -166,8 +173,9 @@ def test_a_clean_list_that_cannot_be_written_is_refused_before_checking(videos, 
     lst.write_text(f"{good[0]} 0\n")
     before = lst.read_text()
     (tmp_path / "file").write_text("x")
-    for out, why in ((lst, "that is the list being checked"), (tmp_path / "file" / "clean.txt",
-                                                               "cannot create its folder"),
+    for out, why in ((lst, "that is the list being checked"),
+                     (tmp_path / "list.check.tsv", "that is the check's results file"),
+                     (tmp_path / "file" / "sub" / "clean.txt", f"{tmp_path / 'file'} is a file"),
                      (tmp_path, "is a folder")):
         assert _run([str(lst), "--data-root", str(root), "--write-clean", str(out)]) == 2
         assert why in capsys.readouterr().err

@@ -511,3 +511,41 @@ def test_a_list_labelled_with_class_names_needs_no_classes_file(tmp_path, capsys
     assert _resize(root, tmp_path / "dst", "--short-side", SHORT, "--list", lst) == 0
     assert _videos(tmp_path / "dst") == ["abseiling/a 1.mp4", "c,d.mp4",
                                          "passing American football (in game)/b.mp4"]
+
+
+def test_a_dst_without_a_settings_record_gets_none_written_by_a_partial_rerun(tmp_path, capsys):
+    """Videos made before settings were recorded: their settings are unknown, so a rerun that skips
+    them says so and writes no record (it could be false); --overwrite redoes them and records."""
+    from vidgn.tools.resize import SETTINGS_FILENAME
+
+    root = tmp_path / "src"
+    _encode(root / "a.mp4", "libx264", size=(96, 64), n=3)
+    dst = tmp_path / "dst"
+    assert _resize(root, dst, "--short-side", 48) == 0
+    (dst / SETTINGS_FILENAME).unlink()  # as an older vidgn left it
+    assert _resize(root, dst, "--short-side", 32) == 0
+    assert "no record of the settings" in capsys.readouterr().err
+    assert not (dst / SETTINGS_FILENAME).exists() and _probe(dst / "a.mp4")["height"] == 48
+    assert _resize(root, dst, "--short-side", 32, "--overwrite") == 0
+    assert (dst / SETTINGS_FILENAME).exists() and _probe(dst / "a.mp4")["height"] == 32
+
+
+def test_a_video_with_frames_missing_in_the_middle_is_not_resized(tmp_path, capsys):
+    """Damage the demuxer or decoder skipped leaves a jump in the frame times but no error;
+    re-encoding would give it smooth times and hide it, so it is reported instead."""
+    root = tmp_path / "src"
+    root.mkdir()
+    with av.open(str(root / "gap.mp4"), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(40):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i + (40 if i >= 20 else 0), Fraction(1, 25)  # 1.6 s gone
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    assert _resize(root, tmp_path / "dst", "--short-side", SHORT) == 1
+    rows = list(csv.DictReader(open(tmp_path / "dst" / FAILURES_FILENAME, encoding="utf-8")))
+    assert rows[0]["path"] == "gap.mp4" and "frames missing" in rows[0]["reason"]
+    assert not (tmp_path / "dst" / "gap.mp4").exists()

@@ -240,3 +240,30 @@ def _decodes_as_shown(path, source: list, first: int, best: bool = False) -> Non
         wrong = [i for f, i in zip(frames, indices) if not match(f, shown, i)[0]]
         assert not wrong, f"frames {wrong} of the cut clip are not the ones shown at those positions"
     assert check_video(str(path)) is None
+
+
+def test_mpeg_ts_is_refused_with_the_fix_and_resizing_makes_it_decode(files, tmp_path):
+    """decord skips the first GOP of an MPEG-TS file (its first frame is the second keyframe's,
+    even read from the start): refused, and resize-videos' mp4 of it decodes frame-exactly."""
+    import av
+
+    from vidgn.cli import main
+    from vidgn.data.video import VideoDecodeError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    with av.open(str(files["h264_mp4"])) as i, av.open(str(src / "clip.ts"), "w", format="mpegts") as o:
+        ost = o.add_stream_from_template(i.streams.video[0])
+        for p in i.demux(i.streams.video[0]):
+            if p.size:
+                p.stream = ost
+                o.mux(p)
+    with pytest.raises(VideoDecodeError, match="resize-videos"):
+        open_video(src / "clip.ts")
+    assert "MPEG-TS" in check_video(str(src / "clip.ts"))
+    assert main(["resize-videos", str(src), str(tmp_path / "dst"), "--short-side", str(H)]) == 0
+    refs, _ = reference_frames(files["h264_mp4"])
+    reader, info = open_video(tmp_path / "dst" / "clip.mp4")
+    assert info.num_frames == N
+    frames = decode_frames(reader, INDICES, tmp_path / "dst" / "clip.mp4").numpy()
+    assert all(match(f, refs, i, tol=16.0)[0] for f, i in zip(frames, INDICES))  # re-encoded: lossy

@@ -27,6 +27,8 @@ Rules that keep decord fast and safe in DataLoader workers:
 * decord2's reader reads ahead of the wanted frames by a racy amount, and a damaged packet it
   reaches kills that reader (the video's start decodes, a late damage fails it at random):
   `decode_frames` tries fresh readers before calling the video bad.
+* MPEG-TS files are refused (decord skips their first GOP, even reading from the start);
+  `vidgn resize-videos` turns them into mp4.
 * Frames come in display orientation: decord applies the container's rotation (display matrix)
   as FFmpeg, browsers and YouTube do (measured: 90, -90, 180 degrees in mp4, both builds).
 * pytorchvideo's decord module switches decord's bridge to torch process-wide, so get_batch may
@@ -144,9 +146,9 @@ _DECORD_NOISE_RE = re.compile(r"\[\d{2}:\d{2}:\d{2}\] |\S+\.(?:cc|cpp|h):\d+: ")
 # FFmpeg error codes in decord's "(CODE vs. 0)" checks, in words.
 _AVERROR_WORDS = {-1094995529: "invalid data in the stream: the file is damaged there",
                   -541478725: "the file ends early", -11: "the decoder asked to be read first (EAGAIN)"}
-_EAGAIN_HINT = ("; a decord2 3.4 limitation, not damage: it does not handle this FFmpeg answer (seen "
-                "with closed-GOP HEVC with B-frames); `vidgn resize-videos` re-encodes such videos "
-                "to H.264, which decodes")
+_EAGAIN_HINT = ("; decord2 3.4 does not handle this FFmpeg answer: intact closed-GOP HEVC with "
+                "B-frames fails so, and so can damage; `vidgn resize-videos` re-encodes an intact "
+                "video to H.264, which decodes, and reports a damaged one")
 
 
 def _short(e: BaseException) -> str:
@@ -186,6 +188,11 @@ def open_video(path: str | Path, num_threads: int = 1):
         why = said[-1].removeprefix(f"{path}, ") if said else _short(e)
         raise VideoDecodeError(path, f"cannot open: {why}") from e
     scan = _scan_packets(path, st.st_size, st.st_mtime_ns)
+    if scan is not None and scan.container == "mpegts":
+        # decord loses the first GOP of an MPEG-TS file: its reads from the start begin at the
+        # second keyframe (measured: frame 16 first, also with next()), and no index can mend that.
+        raise VideoDecodeError(path, "MPEG-TS (.ts): decord skips its first frames; re-encode it with "
+                                     "`vidgn resize-videos`, which writes mp4")
     if scan is not None and scan.hidden:
         # A clip cut without re-encoding starts with frames the decoder drops (_hidden_frames):
         # decord counts them, so its later indices run past the end (repeating the last frame).
@@ -217,6 +224,7 @@ def _seeks_exactly(reader, num_frames: int, scan: "_PacketScan | None") -> bool:
 class _PacketScan:
     keyframes: tuple[int, ...] | None  # display positions of the keyframes; None: no timestamps
     hidden: int  # frames decord counts that its decoder never shows (see _hidden_frames)
+    container: str = ""  # FFmpeg's name of the container format, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -233,14 +241,15 @@ def _scan_packets(path: str, size: int, mtime_ns: int) -> _PacketScan | None:
             if stream is None:
                 return None
             packets = [(p.pts, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size]
+            kind = container.format.name
     except Exception:
         return None
     hidden = _hidden_frames(packets)
     shown = [(pts, key) for pts, key, discard in packets if not discard]
     if any(pts is None for pts, _ in shown):
-        return _PacketScan(None, hidden)
+        return _PacketScan(None, hidden, kind)
     rank = {pts: i for i, pts in enumerate(sorted(pts for pts, _ in shown))}
-    return _PacketScan(tuple(rank[pts] for pts, key in shown if key), hidden)
+    return _PacketScan(tuple(rank[pts] for pts, key in shown if key), hidden, kind)
 
 
 def _hidden_frames(packets: list[tuple[int | None, bool, bool]]) -> int:

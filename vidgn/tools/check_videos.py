@@ -35,7 +35,7 @@ from vidgn.data.lists import ListError, parse_list, read_classes, resolve
 from vidgn.tools.check_results import ResultsFile, ResultsFileError, Stamp, default_results_path
 from vidgn.tools.pool import run_isolating_crashes
 from vidgn.tools.progress import Progress, plural
-from vidgn.tools.truncation import declared_duration_of, truncation
+from vidgn.tools.truncation import declared_duration_of, frame_gap, truncation
 
 _DECORD_TIME_RE = re.compile(r"\[\d{2}:\d{2}:\d{2}\] ")
 CHECK_CHUNK = 64  # frames decoded per call: a Table 8 clip's span at 32x2
@@ -71,6 +71,9 @@ def _check_video(path: str, num_threads: int) -> str | None:
                 return f"{e.reason} (of {n} frames)"
     except VideoDecodeError as e:
         return e.reason
+    gap = frame_gap([float(t) for t in vr.get_frame_timestamp(list(range(len(vr))))[:, 0]])
+    if gap:
+        return gap
     declared = declared_duration_of(path)
     if declared is None:
         return None
@@ -129,18 +132,24 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _unwritable_clean_list(out: Path, list_path: Path) -> str | None:
-    """Why the clean list cannot be written to `out` (its folder is created), or None."""
-    if out.exists() and list_path.exists() and os.path.samefile(out, list_path):
-        return "that is the list being checked; write the clean list to another file (e.g. LIST_STEM.clean.txt)."
+def _unwritable_clean_list(out: Path, list_path: Path, results_path: Path) -> str | None:
+    """Why the clean list cannot be written to `out` (its folder is created), or None. Tried by
+    creating a file there: permissions, read-only disks and pseudo file systems all answer that."""
+    for other, what in ((list_path, "the list being checked"), (results_path, "the check's results file")):
+        if os.path.realpath(out) == os.path.realpath(other):
+            return f"that is {what}; write the clean list to another file (e.g. LIST_STEM.clean.txt)."
     if out.is_dir():
         return "is a folder; give a file name."
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder."
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(f".{out.name}.{os.getpid()}.part")
+        probe.touch()
+        probe.unlink()
     except OSError as e:
-        return f"cannot create its folder ({e.strerror or e})."
-    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        return "cannot be written (permissions or a read-only disk); choose another file."
+        return f"cannot be written ({e.strerror or e}); choose another file."
     return None
 
 
@@ -156,13 +165,14 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.num_threads < 1:
         print("vidgn check-videos: error: --workers and --num-threads must be >= 1", file=sys.stderr)
         return 2
+    results_path = Path(args.results or default_results_path(args.list))
     if args.write_clean:
-        problem = _unwritable_clean_list(Path(args.write_clean), Path(args.list))
+        problem = _unwritable_clean_list(Path(args.write_clean), Path(args.list), results_path)
         if problem:  # said now, not after hours of checking
             print(f"vidgn check-videos: error: --write-clean {args.write_clean}: {problem}", file=sys.stderr)
             return 2
     paths = [str(resolve(e, args.data_root)) for e in entries]
-    store = ResultsFile(args.results or default_results_path(args.list), list_path=args.list,
+    store = ResultsFile(results_path, list_path=args.list,
                         data_root=args.data_root)
     try:
         earlier = store.load()

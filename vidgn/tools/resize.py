@@ -268,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
         settings = ResizeSettings(short_side=args.short_side, crf=args.crf, preset=args.preset,
                                   upscale=args.upscale)
         try:
-            record_settings(dst, settings, overwrite=args.overwrite)
+            finished = sum((dst / out).exists() for out in jobs)
+            record_settings(dst, settings, overwrite=args.overwrite, finished=finished)
         except ResizeUsageError as e:
             return _usage_error(str(e))
         return _resize_locked(args, src, dst, jobs, clashes, settings)
@@ -276,15 +277,22 @@ def run(args: argparse.Namespace) -> int:
         unlock_dst(dst, lock)
 
 
-def record_settings(dst: Path, settings: ResizeSettings, *, overwrite: bool) -> None:
+def record_settings(dst: Path, settings: ResizeSettings, *, overwrite: bool, finished: int = 0) -> None:
     """Write `settings` to DST/.resize-videos.json; refuse settings other than those recorded
-    there (the finished videos, skipped by this run, are at the recorded ones) unless `overwrite`."""
+    there (the `finished` videos, skipped by this run, are at the recorded ones) unless `overwrite`.
+    With no record but finished videos (made by a vidgn that kept none), nothing is known of their
+    settings: no record is written (it could be false), and a note says so."""
     path = dst / SETTINGS_FILENAME
     wanted = asdict(settings)
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
-        recorded = None  # a first run, a DST of an older vidgn, or a damaged record: (re)written
+        recorded = None  # a first run, a DST of an older vidgn, or a damaged record
+    if recorded is None and finished and not overwrite:
+        print(f"note: {dst} holds {plural(finished, 'finished video')} but no record of the settings they "
+              f"were made with ({path}): they are kept as they are; add --overwrite to redo them with "
+              "these settings.", file=sys.stderr)
+        return
     if isinstance(recorded, dict) and recorded != wanted and not overwrite:
         differ = ", ".join(f"--{k.replace('_', '-')} {recorded.get(k)} -> {v}"
                            for k, v in wanted.items() if recorded.get(k) != v)

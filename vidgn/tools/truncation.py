@@ -1,7 +1,9 @@
-"""When a video counts as truncated: its frames end well before the duration its container declares.
+"""When a video counts as truncated (its frames end well before the duration its container
+declares) or as missing frames in the middle (a jump in its frame times: damage the demuxer
+skipped over, which decodes without an error).
 
 One rule for `vidgn check-videos` (which reports such a video) and `vidgn resize-videos` (which
-refuses to re-encode it: the new file would declare its shorter duration and hide the damage).
+refuses to re-encode it: the new file would have smooth times and hide the damage).
 """
 from __future__ import annotations
 
@@ -9,6 +11,11 @@ from __future__ import annotations
 # reported as truncated; the slack keeps clips whose audio outlasts the video by a little readable.
 TRUNCATION_SLACK_S = 0.5
 TRUNCATION_SLACK_FRAC = 0.1
+# A jump between consecutive frames' times longer than this many typical frame intervals, and than
+# GAP_MIN_S, means frames are missing (a review's damaged VP9 webm: 1.44 s; HEVC mkv: 2.46 s, at
+# 25 fps). Variable-frame-rate videos vary their intervals by a few times, not ten.
+GAP_INTERVALS = 10
+GAP_MIN_S = 0.5
 
 
 def declared_duration(container, stream) -> float | None:
@@ -60,4 +67,24 @@ def truncation(frames_end_s: float, declared_s: float | None) -> str | None:
     if frames_end_s < declared_s - max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRAC * declared_s):
         return (f"truncated: frames end at {frames_end_s:.2f} s but the container declares "
                 f"{declared_s:.2f} s")
+    return None
+
+
+def frame_gap(times_s) -> str | None:
+    """The reason (`frames missing: ...`) when the frames' start times (seconds, in display order)
+    jump by more than max(GAP_MIN_S, GAP_INTERVALS x the median interval) somewhere, else None."""
+    import numpy as np
+
+    t = np.asarray(times_s, dtype=float)
+    # Frames without a time read as about -3e17 or -9e15 s (FFmpeg's "no value": AVI, Matroska's
+    # frames before a cut); the gaps are judged between the frames that have one.
+    t = t[np.isfinite(t) & (t > -1e6)]
+    if t.size < 3:
+        return None
+    steps = np.diff(t)
+    limit = max(GAP_MIN_S, GAP_INTERVALS * float(np.median(steps)))
+    i = int(np.argmax(steps))
+    if steps[i] > limit:
+        return (f"frames missing: a {steps[i]:.2f} s jump between frames {i} and {i + 1} (at "
+                f"{t[i]:.2f} s; typical step {np.median(steps) * 1000:.0f} ms): frames lost to damage")
     return None
