@@ -33,8 +33,9 @@ left behind by a kill -9 does not block the next run.
 SRC is only read; DST may not be SRC or inside it.
 
 Videos that fail (do not decode, no video stream, frames ending well before the duration the
-container declares, frames missing in the middle (a jump in their times), a decoder crash) are listed with the reason in DST/resize_failures.csv
-(`path,reason`, paths relative to SRC; removed when a run has no failures) and the others go on.
+container declares, frames missing in the middle (a jump in their times), a decoder crash) are
+listed with the reason in DST/resize_failures.csv (`path,reason`, paths relative to SRC; removed
+when a run has no failures) and the others go on.
 Two sources that map to the same output (Kinetics downloads with both `a.webm` and `a.mp4`) are
 listed there too, as not resized (not a failure); the one prepare-kinetics would pick (.mp4, then
 .webm, then .mkv, then the others by name) is resized.
