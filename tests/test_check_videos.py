@@ -40,6 +40,18 @@ def _encode(path, codec, n=50, *, options=None, container_options=None, size=(64
         _add_silence(path, audio_s)
 
 
+def write_demuxer_skipping_webm(path) -> None:
+    """A 4 s VP9 webm in 1 s clusters with 15% of its bytes zeroed from 40%: the demuxer resyncs at
+    a later cluster, so 1.5 s of frames are gone without a decoding error (measured: a 1.56 s jump
+    between frames 39 and 40 over 70541 bytes)."""
+    _encode(path, "libvpx-vp9", n=100, options={"deadline": "realtime", "cpu-used": "8"},
+            container_options={"cluster_time_limit": "1000"})
+    data = bytearray(path.read_bytes())
+    a, b = int(len(data) * 0.40), int(len(data) * 0.55)
+    data[a:b] = bytes(b - a)
+    path.write_bytes(bytes(data))
+
+
 def _add_silence(path, seconds: float) -> None:
     """Rewrite `path` with a silent AAC track of `seconds` beside its video (remuxed, not re-encoded)."""
     tmp = path.with_name("with_audio_" + path.name)
@@ -100,10 +112,14 @@ def videos(synthetic_dataset, tmp_path_factory):
     _encode(root / "starts_at_5s.mkv", "libx264", n=25, first_pts=125)
     _encode(root / "audio_outlasts.mkv", "libx264", n=25, audio_s=3.0)
     good += ["starts_at_5s.mkv", "audio_outlasts.mkv"]
-    # Frames missing in the middle (a 1.6 s jump in the frame times): it decodes without an error.
-    _encode(root / "bad/frames_missing.webm", "libvpx-vp9", n=50, jump_at=25,
+    # A still stored as one long frame (screen recordings, title cards): a 1.6 s jump, intact.
+    _encode(root / "still_held.webm", "libvpx-vp9", n=50, jump_at=25,
             options={"deadline": "realtime", "cpu-used": "8"})
-    bad["bad/frames_missing.webm"] = "frames missing: a 1.64 s jump between frames 24 and 25"
+    good.append("still_held.webm")
+    # Damage that makes the demuxer skip to the next cluster (1 s each here): frames missing in the
+    # middle, decoded without an error.
+    write_demuxer_skipping_webm(root / "bad/frames_missing.webm")
+    bad["bad/frames_missing.webm"] = "frames missing: a "
     # Half a webm: decord sees a shorter video; the container still declares the full duration.
     webm = root / good[0]
     data = webm.read_bytes()

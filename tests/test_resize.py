@@ -531,21 +531,26 @@ def test_a_dst_without_a_settings_record_gets_none_written_by_a_partial_rerun(tm
 
 
 def test_a_video_with_frames_missing_in_the_middle_is_not_resized(tmp_path, capsys):
-    """Damage the demuxer or decoder skipped leaves a jump in the frame times but no error;
-    re-encoding would give it smooth times and hide it, so it is reported instead."""
+    """Damage the demuxer skipped leaves a jump in the frame times but no error; re-encoding would
+    give it smooth times and hide it, so it is reported. A still stored as one long frame (a jump
+    without missing bytes) is resized."""
+    from tests.test_check_videos import write_demuxer_skipping_webm
+
     root = tmp_path / "src"
     root.mkdir()
-    with av.open(str(root / "gap.mp4"), "w") as c:
+    write_demuxer_skipping_webm(root / "damaged.webm")
+    with av.open(str(root / "still.mp4"), "w") as c:  # frame 20 held for 1.6 s, as in a screen recording
         s = c.add_stream("libx264", rate=25)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
         for i in range(40):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * i, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = i + (40 if i >= 20 else 0), Fraction(1, 25)  # 1.6 s gone
+            frame.pts, frame.time_base = i + (40 if i > 20 else 0), Fraction(1, 25)
             for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
     assert _resize(root, tmp_path / "dst", "--short-side", SHORT) == 1
     rows = list(csv.DictReader(open(tmp_path / "dst" / FAILURES_FILENAME, encoding="utf-8")))
-    assert rows[0]["path"] == "gap.mp4" and "frames missing" in rows[0]["reason"]
-    assert not (tmp_path / "dst" / "gap.mp4").exists()
+    assert [r["path"] for r in rows] == ["damaged.webm"] and "frames missing" in rows[0]["reason"]
+    assert not (tmp_path / "dst" / "damaged.mp4").exists()
+    assert _probe(tmp_path / "dst" / "still.mp4")["frames"] == 40

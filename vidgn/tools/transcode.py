@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
-from vidgn.tools.truncation import declared_duration, frame_gap, truncation
+from vidgn.tools.truncation import declared_duration, frames_missing, truncation
 
 PART_SUFFIX = ".part"
 
@@ -104,7 +104,6 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
             durations: dict[int, int] = {}  # pts -> duration, to give packets the source's
             last_pts = None
             end_s = 0.0
-            times: list[float] = []  # each frame's start (s), to find frames missing in the middle
             for frame in inp.decode(ist):
                 if ost is None:
                     sar = ist.codec_context.sample_aspect_ratio or ist.sample_aspect_ratio or Fraction(1)
@@ -139,7 +138,6 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
                 img.pts, img.time_base = pts, ist.time_base
                 durations[pts] = frame.duration or 0
                 end_s = float((pts + (frame.duration or 0) - (ist.start_time or 0)) * ist.time_base)
-                times.append(float(pts * ist.time_base))
                 for packet in ost.encode(img):
                     _mux(out, packet, durations)
                 frames += 1
@@ -151,7 +149,7 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
             out.close()
     # Resizing would hide the damage: the new file would declare its shorter duration, or have
     # smooth frame times over the frames that are gone.
-    damaged = truncation(end_s, declared) or frame_gap(times)
+    damaged = truncation(end_s, declared) or frames_missing(src)
     if damaged:
         raise ValueError(damaged)
     return frames

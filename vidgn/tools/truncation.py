@@ -11,12 +11,16 @@ from __future__ import annotations
 # reported as truncated; the slack keeps clips whose audio outlasts the video by a little readable.
 TRUNCATION_SLACK_S = 0.5
 TRUNCATION_SLACK_FRAC = 0.1
-# A jump between consecutive frames' times longer than this many typical frame intervals, and than
-# GAP_MIN_S, means frames are missing (a review's damaged VP9 webm: 1.44 s; HEVC mkv: 2.46 s, at
-# 25 fps). Variable-frame-rate videos vary their intervals by a few times, not ten.
+# Frames missing in the middle: a jump between consecutive frames' times longer than this many
+# typical frame intervals, and than GAP_MIN_S, over a stretch of the file that no packet accounts
+# for (HOLE_MIN_BYTES or more between packets). The jump alone is no evidence: screen recordings,
+# title cards and slideshows store a still as one long frame (a review's false positives: 0.6-10 s
+# jumps in intact files). Damage that makes the demuxer skip ahead leaves both (a review's VP9 webm
+# with 2 KB overwritten: a 1.44 s jump over 5634 bytes; HEVC mkv: 2.46 s over 7164 bytes), while
+# intact files leave at most a few hundred bytes between packets (fragmented mp4's moof boxes: 312).
 GAP_INTERVALS = 10
 GAP_MIN_S = 0.5
-
+HOLE_MIN_BYTES = 1024
 
 def declared_duration(container, stream) -> float | None:
     """Length (seconds) that a PyAV `container` declares for its video `stream`, from the stream's
@@ -70,21 +74,42 @@ def truncation(frames_end_s: float, declared_s: float | None) -> str | None:
     return None
 
 
-def frame_gap(times_s) -> str | None:
-    """The reason (`frames missing: ...`) when the frames' start times (seconds, in display order)
-    jump by more than max(GAP_MIN_S, GAP_INTERVALS x the median interval) somewhere, else None."""
-    import numpy as np
+def frames_missing(path: str) -> str | None:
+    """The reason (`frames missing: ...`) when a stretch of the video is gone without an error:
+    its frame times jump (more than max(GAP_MIN_S, GAP_INTERVALS x the median step)) across bytes
+    that no packet of the file accounts for. Read from the packet headers of the stream decord
+    decodes (PyAV, nothing decoded); None also when PyAV cannot read them."""
+    try:
+        import av
 
-    t = np.asarray(times_s, dtype=float)
-    # Frames without a time read as about -3e17 or -9e15 s (FFmpeg's "no value": AVI, Matroska's
-    # frames before a cut); the gaps are judged between the frames that have one.
-    t = t[np.isfinite(t) & (t > -1e6)]
-    if t.size < 3:
+        with av.open(path) as c:
+            stream = c.streams.best("video")
+            if stream is None or stream.time_base is None:
+                return None
+            layout, video = [], []  # (pos, size) of every packet; (time s, pos) of the video's
+            for p in c.demux():
+                if not p.size or p.pos is None or p.pos < 0:
+                    continue
+                layout.append((p.pos, p.size))
+                if p.stream.index == stream.index and p.pts is not None and not p.is_discard:
+                    video.append((float(p.pts * stream.time_base), p.pos))
+    except Exception:
         return None
-    steps = np.diff(t)
-    limit = max(GAP_MIN_S, GAP_INTERVALS * float(np.median(steps)))
-    i = int(np.argmax(steps))
-    if steps[i] > limit:
-        return (f"frames missing: a {steps[i]:.2f} s jump between frames {i} and {i + 1} (at "
-                f"{t[i]:.2f} s; typical step {np.median(steps) * 1000:.0f} ms): frames lost to damage")
-    return None
+    if len(video) < 3:
+        return None
+    video.sort()
+    times = [t for t, _ in video]
+    steps = [b - a for a, b in zip(times, times[1:])]
+    median = sorted(steps)[len(steps) // 2]
+    i = max(range(len(steps)), key=steps.__getitem__)
+    if steps[i] <= max(GAP_MIN_S, GAP_INTERVALS * median):
+        return None
+    lo, hi = sorted((video[i][1], video[i + 1][1]))
+    layout.sort()
+    hole = max((b[0] - (a[0] + a[1]) for a, b in zip(layout, layout[1:]) if lo <= a[0] and b[0] <= hi),
+               default=0)
+    if hole < HOLE_MIN_BYTES:
+        return None  # a still stored as one long frame, not damage
+    return (f"frames missing: a {steps[i]:.2f} s jump between frames {i} and {i + 1} (at {times[i]:.2f} s; "
+            f"typical step {median * 1000:.0f} ms) over {hole} bytes no packet accounts for: damage "
+            "the demuxer skipped")
