@@ -25,8 +25,8 @@ HOLE_MIN_BYTES = 1024
 def declared_duration(container, stream) -> float | None:
     """Length (seconds) that a PyAV `container` declares for its video `stream`, from the stream's
     first timestamp: the stream's own duration (mp4, mov), else Matroska's per-track DURATION tag
-    (the track's end time: the first timestamp is subtracted; the container's duration can be an
-    audio track's, longer than the video's), else the container's; None if it declares none."""
+    (the track's end time: the first timestamp is subtracted), else the container's when the video
+    is its only stream (else it may be an audio track's, longer); None if none is declared."""
     tb = stream.time_base
     start = float(stream.start_time * tb) if stream.start_time is not None and tb is not None else 0.0
     if stream.duration is not None and tb is not None:
@@ -34,7 +34,9 @@ def declared_duration(container, stream) -> float | None:
     tag = _hms_seconds(stream.metadata.get("DURATION"))
     if tag is not None:
         return tag - start
-    if container.duration is not None:
+    if container.duration is not None and len(container.streams) == 1:
+        # The container's duration is its longest stream's: with audio beside the video (FLV, a
+        # Matroska file without DURATION tags) it may be the audio's, so only a lone video's counts.
         end = container.duration / 1e6  # av.time_base: microseconds
         # Matroska's segment duration is an end time, other formats' a length.
         return end - start if "matroska" in container.format.name else end
