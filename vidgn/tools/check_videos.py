@@ -35,7 +35,7 @@ from vidgn.data.lists import ListError, parse_list, read_classes, resolve
 from vidgn.tools.check_results import ResultsFile, ResultsFileError, Stamp, default_results_path
 from vidgn.tools.pool import run_isolating_crashes
 from vidgn.tools.progress import Progress, plural
-from vidgn.tools.truncation import declared_duration_of, frames_missing, truncation
+from vidgn.tools.truncation import inspect_file, truncation
 
 _DECORD_TIME_RE = re.compile(r"\[\d{2}:\d{2}:\d{2}\] ")
 CHECK_CHUNK = 64  # frames decoded per call: a Table 8 clip's span at 32x2
@@ -71,10 +71,9 @@ def _check_video(path: str, num_threads: int) -> str | None:
                 return f"{e.reason} (of {n} frames)"
     except VideoDecodeError as e:
         return e.reason
-    missing = frames_missing(path)
+    declared, missing = inspect_file(path)  # one read of the packet headers with PyAV
     if missing:
         return missing
-    declared = declared_duration_of(path)
     if declared is None:
         return None
     end_s = float(vr.get_frame_timestamp(len(vr) - 1)[1])  # decord's last (frames an edit list hides count)

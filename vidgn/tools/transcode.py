@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
-from vidgn.tools.truncation import declared_duration, frames_missing, truncation
+from vidgn.tools.truncation import declared_duration, inspect_file, truncation
 
 PART_SUFFIX = ".part"
 
@@ -149,7 +149,7 @@ def transcode(src: str, out_path: str, settings: ResizeSettings) -> int:
             out.close()
     # Resizing would hide the damage: the new file would declare its shorter duration, or have
     # smooth frame times over the frames that are gone.
-    damaged = truncation(end_s, declared) or frames_missing(src)
+    damaged = truncation(end_s, declared) or inspect_file(src)[1]
     if damaged:
         raise ValueError(damaged)
     return frames

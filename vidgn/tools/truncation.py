@@ -52,17 +52,18 @@ def _hms_seconds(text: str | None) -> float | None:
         return None
 
 
-def declared_duration_of(path: str) -> float | None:
-    """`declared_duration` of the video stream decord decodes (FFmpeg's "best"); None also when
-    PyAV cannot read the header (the video decoded with another reader: that is no reason to
-    reject it)."""
+def inspect_file(path: str) -> tuple[float | None, str | None]:
+    """(`declared_duration`, `frames_missing`) of the video stream decord decodes (FFmpeg's
+    "best"), from one read of the packet headers; (None, None) when PyAV cannot read the header (the
+    video decoded with another reader: that is no reason to reject it)."""
     try:
         import av
 
         with av.open(path) as c:
-            return declared_duration(c, c.streams.best("video"))
+            stream = c.streams.best("video")
+            return declared_duration(c, stream), frames_missing(c, stream)
     except Exception:
-        return None
+        return None, None
 
 
 def truncation(frames_end_s: float, declared_s: float | None) -> str | None:
@@ -76,25 +77,21 @@ def truncation(frames_end_s: float, declared_s: float | None) -> str | None:
     return None
 
 
-def frames_missing(path: str) -> str | None:
-    """The reason (`frames missing: ...`) when a stretch of the video is gone without an error:
-    its frame times jump (more than max(GAP_MIN_S, GAP_INTERVALS x the median step)) across bytes
-    that no packet of the file accounts for. Read from the packet headers of the stream decord
-    decodes (PyAV, nothing decoded); None also when PyAV cannot read them."""
+def frames_missing(container, stream) -> str | None:
+    """The reason (`frames missing: ...`) when a stretch of the video `stream` of a PyAV
+    `container` (opened, not yet read) is gone without an error: its frame times jump (more than
+    max(GAP_MIN_S, GAP_INTERVALS x the median step)) across bytes that no packet of the file
+    accounts for. From the packet headers (nothing decoded); None also when they cannot be read."""
+    if stream is None or stream.time_base is None:
+        return None
+    layout, video = [], []  # (pos, size) of every packet; (time s, pos) of the video's
     try:
-        import av
-
-        with av.open(path) as c:
-            stream = c.streams.best("video")
-            if stream is None or stream.time_base is None:
-                return None
-            layout, video = [], []  # (pos, size) of every packet; (time s, pos) of the video's
-            for p in c.demux():
-                if not p.size or p.pos is None or p.pos < 0:
-                    continue
-                layout.append((p.pos, p.size))
-                if p.stream.index == stream.index and p.pts is not None and not p.is_discard:
-                    video.append((float(p.pts * stream.time_base), p.pos))
+        for p in container.demux():
+            if not p.size or p.pos is None or p.pos < 0:
+                continue
+            layout.append((p.pos, p.size))
+            if p.stream.index == stream.index and p.pts is not None and not p.is_discard:
+                video.append((float(p.pts * stream.time_base), p.pos))
     except Exception:
         return None
     if len(video) < 3:
