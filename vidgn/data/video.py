@@ -152,7 +152,7 @@ _EAGAIN_HINT = ("; decord2 3.4 does not handle this FFmpeg answer: intact closed
 
 
 def _short(e: BaseException) -> str:
-    """One informative line for a decoder exception (first 300 characters)."""
+    """One informative line for a decoder exception (at most 500 characters)."""
     text = _DECORD_NOISE_RE.sub("", " ".join(str(e).split())).split("Stack trace")[0].strip()
     m = re.search(r"\((-?\d+) vs\. 0\)", text)
     if m and int(m.group(1)) in _AVERROR_WORDS:
