@@ -151,9 +151,14 @@ _EAGAIN_HINT = ("; decord2 3.4 does not handle this FFmpeg answer: intact closed
                 "video to H.264, which decodes, and reports a damaged one")
 
 
+def decord_text(text: str) -> str:
+    """decord's message on one line, without its log times, C++ source locations or stack trace."""
+    return _DECORD_NOISE_RE.sub("", " ".join(text.split())).split("Stack trace")[0].strip()
+
+
 def _short(e: BaseException) -> str:
     """One informative line for a decoder exception (at most 500 characters)."""
-    text = _DECORD_NOISE_RE.sub("", " ".join(str(e).split())).split("Stack trace")[0].strip()
+    text = decord_text(str(e))
     m = re.search(r"\((-?\d+) vs\. 0\)", text)
     if m and int(m.group(1)) in _AVERROR_WORDS:
         code = int(m.group(1))

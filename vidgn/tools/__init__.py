@@ -9,7 +9,8 @@ Each command module holds its user-facing docstring and its command line; the pi
 modules of one job each: `pool` (the crash-safe process pool of check-videos and resize-videos),
 `progress` (their progress line), `truncation` (when a video counts as truncated), `check_results`
 (check-videos' resumable results file), `transcode` (one video of resize-videos), `walk` (folders of
-videos, links followed once), `kinetics_inputs`, `kinetics_labels` and `kinetics_clips` (what
+videos, links followed once), `files` (the "can a file be created here" probe and the
+whole-or-untouched text writer), `kinetics_inputs`, `kinetics_labels` and `kinetics_clips` (what
 prepare-kinetics reads, its class lists, and the matching of annotated clips to files).
 
 Import-light on purpose: importing a tool module must not import torch or Lightning (the `vidgn`

@@ -27,17 +27,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sys
 from pathlib import Path
 
 from vidgn.data.lists import ListError, parse_list, read_classes, resolve
 from vidgn.tools.check_results import ResultsFile, ResultsFileError, Stamp, default_results_path
+from vidgn.tools.files import cannot_create_in, write_text_atomic
 from vidgn.tools.pool import run_isolating_crashes
 from vidgn.tools.progress import Progress, plural
 from vidgn.tools.truncation import inspect_file, truncation
 
-_DECORD_TIME_RE = re.compile(r"\[\d{2}:\d{2}:\d{2}\] ")
 CHECK_CHUNK = 64  # frames decoded per call: a Table 8 clip's span at 32x2
 
 
@@ -46,11 +45,13 @@ def check_video(path: str, num_threads: int = 1) -> str | None:
 
     Decodes through `vidgn.data.video`, the same code the training pipeline uses, so a video passes
     here exactly when training can read it. The reader is created here, i.e. inside the worker
-    process (never before a fork). decord's time stamps (`[14:00:55] `) are taken out of the
-    reason, so that checking a file twice gives the same report (a resumed check included).
+    process (never before a fork). decord's log times (`[14:00:55] `) and C++ locations are taken
+    out of the reason, so that checking a file twice gives the same report (a resumed check included).
     """
+    from vidgn.data.video import decord_text  # torch: only in workers
+
     reason = _check_video(path, num_threads)
-    return None if reason is None else _DECORD_TIME_RE.sub("", reason)
+    return None if reason is None else decord_text(reason)
 
 
 def _check_video(path: str, num_threads: int) -> str | None:
@@ -144,12 +145,10 @@ def _unwritable_clean_list(out: Path, list_path: Path, results_path: Path) -> st
         return f"{blocker} is a file, not a folder."
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.with_name(f".{out.name}.{os.getpid()}.part")
-        probe.touch()
-        probe.unlink()
     except OSError as e:
         return f"cannot be written ({e.strerror or e}); choose another file."
-    return None
+    why = cannot_create_in(out.parent)
+    return None if why is None else f"cannot be written ({why}); choose another file."
 
 
 def run(args: argparse.Namespace) -> int:
@@ -224,8 +223,6 @@ def run(args: argparse.Namespace) -> int:
         bad_lines = {e.line for e, _, _ in bad}
         keep = [lines[e.line - 1].strip() + "\n" for e in entries if e.line not in bad_lines]
         out = Path(args.write_clean)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.part")  # OUT is whole or untouched
-        tmp.write_text("".join(keep), encoding="utf-8")
-        os.replace(tmp, out)
+        write_text_atomic(out, "".join(keep))
         print(f"wrote {plural(len(keep), 'readable video')} to {out}")
     return 1 if bad else 0

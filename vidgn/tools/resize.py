@@ -65,7 +65,8 @@ from vidgn.data.lists import ListError, list_paths
 from vidgn.tools.kinetics_inputs import VIDEO_EXTS as KINETICS_EXTS
 from vidgn.tools.pool import run_isolating_crashes
 from vidgn.tools.progress import Progress, plural
-from vidgn.tools.transcode import PART_SUFFIX, ResizeSettings, remove_stale_parts, resize_video
+from vidgn.tools.files import write_text_atomic
+from vidgn.tools.transcode import ResizeSettings, remove_stale_parts, resize_video
 from vidgn.tools.walk import walk_files
 
 # What SRC is searched for. Kinetics' formats first, in prepare-kinetics' preference order (used to
@@ -195,9 +196,7 @@ def write_failures(path: Path, rows: list[tuple[str, str]]) -> None:
     w = csv.writer(buf)
     w.writerow(["path", "reason"])
     w.writerows(sorted(rows))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- command line
@@ -301,9 +300,7 @@ def record_settings(dst: Path, settings: ResizeSettings, *, overwrite: bool, fin
             f"DST {dst} holds videos resized with other settings ({differ}; recorded in {path}), and "
             "this run would skip them. Fix: rerun with the recorded settings, choose a new DST, or add "
             "--overwrite to redo every video with these settings.")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
-    tmp.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(wanted, indent=1) + "\n")
 
 
 def lock_dst(dst: Path):

@@ -14,6 +14,7 @@ from vidgn.models.convert.detectron import detectron_blob_name, detectron_to_tor
 from vidgn.models.convert.errors import ConvertError
 from vidgn.models.convert.layout import ResNetLayout, check_resnet_layout
 from vidgn.models.convert.state_files import read_state_file
+from vidgn.tools.files import cannot_create_in
 
 
 @dataclass
@@ -85,15 +86,10 @@ def check_output(out: Path, *, overwrite: bool) -> None:
     folder = _nearest_existing(out.parent)
     if not folder.is_dir():
         raise ConvertError(f"{out}: cannot be written: {folder} is a file, not a folder; choose another OUT")
-    # A real file, created and removed: permission bits, read-only mounts and /proc all answer truly
-    # (os.access does not, for root or for mounts).
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".vidgn-convert-2d.", suffix=".probe", dir=folder)
-    except OSError as e:
-        raise ConvertError(f"{out}: cannot be written: no file can be created in {folder} ({e.strerror}); "
-                           "choose another OUT, or a folder you can write to") from None
-    os.close(fd)
-    os.unlink(probe)
+    why = cannot_create_in(folder)
+    if why is not None:
+        raise ConvertError(f"{out}: cannot be written: no file can be created in {folder} ({why}); "
+                           "choose another OUT, or a folder you can write to")
 
 
 def write_state(state: dict[str, torch.Tensor], out: Path, *, overwrite: bool) -> None:
