@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+import vidgn  # noqa: F401  (before torch: sets GOMP_SPINCOUNT, see vidgn/__init__.py)
 import torch
 
 from vidgn.data.lists import write_list

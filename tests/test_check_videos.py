@@ -427,13 +427,18 @@ def test_ctrl_c_keeps_the_results_and_says_how_to_resume(long_list, tmp_path):
          "check-videos", str(lst), "--data-root", str(root), "--workers", "1", "--results", str(results)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=ctrl_c_as_in_a_terminal)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if results.exists() and len(_data_lines(results)) >= 1:
-            break
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
-    _, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if results.exists() and len(_data_lines(results)) >= 1:
+                break
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+        _, err = proc.communicate(timeout=120)
+    finally:  # a failed check must not leave the run and its workers going
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130, err
     done = len(_data_lines(results))
     assert 1 <= done < total

@@ -178,3 +178,36 @@ def test_emulation_refuses_bn_groups_that_do_not_fit_a_device():
     with pytest.raises(ValueError, match="cannot hold whole BN groups of 2 clips"):
         plan_emulation(3, 2, 2, "bn")  # 3 clips per process
     assert plan_emulation(1, 8, 2, "gn").per_process == 4  # GN does not care
+
+
+def test_a_compare_stopped_by_an_error_stops_its_running_cell(tmp_path, monkeypatch):
+    # Anything but Ctrl-C that ends `vidgn compare` while a cell trains (a timeout in a wrapper, an
+    # exception from a signal handler) must stop the cell too, not leave it training unseen. The
+    # cell is a stand-in process that records its pid and waits, as a long fit would.
+    import os
+    import signal
+    import time
+
+    from vidgn.comparison import runner
+
+    pid_file = tmp_path / "pid"
+    cell = tmp_path / "cell.sh"
+    cell.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 120\n")
+    cell.chmod(0o755)
+    monkeypatch.setattr(runner.sys, "executable", str(cell))
+
+    def stop(signum, frame):
+        raise RuntimeError("stopped from outside")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(RuntimeError, match="stopped from outside"):
+            runner.run_command(["fit"], tmp_path / "fit.log")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    pid = int(pid_file.read_text())
+    time.sleep(0.1)
+    with pytest.raises(ProcessLookupError):  # reaped by run_command: gone
+        os.kill(pid, 0)

@@ -123,13 +123,18 @@ def fit_until_signalled(args: list[str], pause_at: int, marker: Path, sig: int) 
            "--trainer.callbacks.step", str(pause_at), "--trainer.callbacks.marker", str(marker)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=ctrl_c_as_in_a_terminal)
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "the run never reached the pause step"
-        time.sleep(0.2)
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the run never reached the pause step"
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=120)
+    finally:  # a failed check must not leave the run training on, beside the next tests
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode != 0, out  # preempted, not finished
     return out
 

@@ -44,6 +44,19 @@ def run_command(args: list[str], log_path: Path) -> int:
         except KeyboardInterrupt:  # the child got the Ctrl-C too: let it save last.ckpt and stop
             proc.wait()
             raise
+        except BaseException:  # anything else stops this process: never leave the run going alone
+            _stop(proc)
+            raise
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
+    """SIGTERM (a fit saves last.ckpt on it, so the cell resumes), then SIGKILL after `grace_s`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def last_error(log_path: Path) -> str:
