@@ -46,12 +46,11 @@ def index_videos(data_root: Path) -> tuple[dict[tuple[str, int, int], str], dict
         if old is None or order(rel, ext) < order(old, Path(old).suffix.lower()):
             table[key] = rel
 
-    for dirpath, name in walk_files(data_root):
+    for rel, name in walk_files(data_root):
         stem, ext = os.path.splitext(name)
         ext = ext.lower()
         if ext not in rank:
             continue
-        rel = os.path.relpath(os.path.join(dirpath, name), data_root).replace(os.sep, "/")
         m = _CLIP_RE.match(stem)
         if m:
             put(by_clip, (m["id"], int(m["start"]), int(m["end"])), rel, ext)

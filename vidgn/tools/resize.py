@@ -92,9 +92,9 @@ def find_videos(src: Path) -> list[str]:
     Hidden files are skipped: they are temporary files of tools like this one (or macOS's `._x.mp4`).
     """
     found = []
-    for dirpath, name in walk_files(src):
+    for rel, name in walk_files(src):
         if not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTS:
-            found.append(os.path.relpath(os.path.join(dirpath, name), src).replace(os.sep, "/"))
+            found.append(rel)
     return sorted(found)
 
 

@@ -9,7 +9,8 @@ from typing import Iterator
 
 
 def walk_files(root: str | Path) -> Iterator[tuple[str, str]]:
-    """(folder path, file name) of every file under `root`, folders in sorted order."""
+    """(path relative to `root`, '/'-separated; file name) of every file under `root`, folders in
+    sorted order."""
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         st = os.stat(dirpath)
@@ -19,4 +20,4 @@ def walk_files(root: str | Path) -> Iterator[tuple[str, str]]:
         seen.add((st.st_dev, st.st_ino))
         dirnames.sort()
         for name in filenames:
-            yield dirpath, name
+            yield os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"), name
